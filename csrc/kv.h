@@ -1,0 +1,191 @@
+/*
+ * kv.h -- the public API of the kvengine C core.
+ *
+ * The region between the CDEF markers is read verbatim by cffi
+ * (csrc/build_ffi.py), so it holds only declarations cffi understands; the
+ * marked regions of kv_error.h, kv_hash.h and kv_io.h join it.
+ *
+ * Conventions (as LMDB's):
+ *   - every int-returning function returns 0, a positive errno, or a
+ *     negative KV_E* code (csrc/kv_error.h); kv_strerror() names both;
+ *   - results come back through out-parameters; there is no global error;
+ *   - keys, metadata and values are byte ranges (pointer + length); the
+ *     core copies what it keeps and never holds a caller's pointer;
+ *   - a kv_db is safe to share between threads: one writer at a time
+ *     (internal mutex), readers concurrent with the writer and each other.
+ *     A kv_buf belongs to one thread at a time.
+ *   - expiry decisions take `now` (seconds since the epoch) from the caller,
+ *     so time is a parameter and tests control it.
+ */
+#ifndef KV_H
+#define KV_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kv_error.h"
+#include "kv_hash.h"
+
+/* CDEF-BEGIN */
+#define KV_SYNC_OS      1   /* each write is in the kernel on return: survives a killed process */
+#define KV_SYNC_ALWAYS  2   /* each write is on stable storage on return (group commit) */
+
+/* Damage kinds reported by kv_damage_get (docs/FORMAT.md section 5). */
+#define KV_DAMAGE_RECORD       1   /* a record whose value checksum failed */
+#define KV_DAMAGE_REGION       2   /* bytes that hold no valid record, followed by valid ones */
+#define KV_DAMAGE_TAIL         3   /* torn tail of the newest segment (cut off by a writer) */
+#define KV_DAMAGE_HEADER       4   /* a segment header that failed validation */
+#define KV_DAMAGE_BATCH        5   /* batch members without their commit record, dropped */
+#define KV_DAMAGE_SEALED_TAIL  6   /* invalid bytes at the end of a sealed segment (kept) */
+
+/* Record kinds in kv_op.type (match FORMAT.md record types). */
+#define KV_OP_PUT     1
+#define KV_OP_DELETE  2
+
+typedef struct kv_db kv_db;
+
+typedef struct kv_options {
+    uint64_t max_segment_bytes;  /* roll over to a new segment past this size */
+    int32_t  sync_mode;          /* KV_SYNC_* */
+    int32_t  readonly;           /* 1: no lock, no writes, no repairs */
+} kv_options;
+
+/* A growable buffer the core fills; owned by the caller, freed by kv_buf_free. */
+typedef struct kv_buf {
+    uint8_t *data;   /* NULL until first use */
+    size_t   cap;    /* bytes allocated */
+} kv_buf;
+
+/* One found record: key, meta and value lie in a kv_buf at the given offsets. */
+typedef struct kv_value {
+    uint64_t expiration;  /* seconds since the epoch, 0 = never */
+    uint64_t seq;         /* sequence number of the record */
+    uint64_t seg_id;      /* segment holding it */
+    uint64_t offset;      /* record offset in that segment */
+    uint64_t value_off;   /* value offset: in the kv_buf (kv_get) or in the file (kv_open_value) */
+    uint32_t meta_off;    /* metadata offset in the kv_buf (kv_get) */
+    uint32_t mlen;        /* metadata bytes */
+    uint32_t vlen;        /* value bytes */
+    uint32_t reserved;    /* zero */
+} kv_value;
+
+/* One batch operation (kv_write_batch). */
+typedef struct kv_op {
+    const char *key;
+    const char *meta;
+    const char *value;
+    uint64_t    vlen;
+    uint64_t    expiration;
+    uint32_t    klen;
+    uint32_t    mlen;
+    int32_t     type;        /* KV_OP_PUT or KV_OP_DELETE */
+    int32_t     reserved;
+} kv_op;
+
+/* One listed key; key and meta lie in the kv_buf at the given offsets. */
+typedef struct kv_list_item {
+    uint64_t expiration;  /* 0 = never */
+    uint64_t seg_id;      /* where the record is (for error messages) */
+    uint64_t offset;
+    uint32_t key_off;
+    uint32_t klen;
+    uint32_t meta_off;
+    uint32_t mlen;
+    int32_t  status;      /* 0, or KV_ECORRUPT when the record's metadata failed its check */
+    uint32_t reserved;
+} kv_list_item;
+
+typedef struct kv_stats {
+    uint64_t keys;                 /* keys in the index (expired ones included until compacted) */
+    uint64_t expired_keys;         /* of those, expired at `now` */
+    uint64_t index_bytes;          /* memory held by the index */
+    uint64_t segments;             /* segment files */
+    uint64_t disk_bytes;           /* bytes in all segment files */
+    uint64_t live_bytes;           /* bytes of records that serve reads (padded) */
+    uint64_t expired_bytes;        /* bytes of expired records the index still points at */
+    uint64_t dead_bytes;           /* overwritten or deleted records, tombstones, damage */
+    uint64_t tombstone_bytes;      /* bytes of DELETE / EXPIRE records */
+    uint64_t next_seq;             /* next sequence number */
+    uint64_t torn_bytes_cut;       /* cut off the newest segment at open */
+    uint64_t damaged_records;      /* count of damage reports */
+    uint64_t writes;               /* records appended since open */
+    uint64_t syncs;                /* fdatasync calls since open */
+} kv_stats;
+
+typedef struct kv_seg_info {
+    uint64_t id;
+    uint64_t size;             /* file bytes */
+    uint64_t live_bytes;       /* padded bytes of records the index points at */
+    uint64_t live_records;
+    uint64_t expired_bytes;    /* part of live_bytes already expired at `now` */
+    uint64_t tombstone_bytes;  /* DELETE / EXPIRE records */
+    uint64_t dead_bytes;       /* size - header - live - tombstones */
+    uint32_t flags;            /* segment header flags */
+    int32_t  active;           /* 1 for the segment being appended to */
+} kv_seg_info;
+
+typedef struct kv_damage {
+    uint64_t seg_id;
+    uint64_t offset;
+    uint64_t length;
+    int32_t  kind;      /* KV_DAMAGE_* */
+    int32_t  reserved;
+} kv_damage;
+
+const char *kv_version(void);
+
+/* Opens (creating unless readonly) the store directory at path.
+ * Errors: KV_ELOCKED, KV_ECORRUPT (unreadable directory contents), KV_EVERSION,
+ * KV_ENOMEM, KV_EINVAL (bad options), errno (ENOENT for a missing readonly store,
+ * ELOOP for a symlinked directory, EACCES ...). */
+int kv_open(const char *path, const kv_options *opt, kv_db **out);
+/* Syncs (unless the handle failed), closes every file and frees the index; waits
+ * for calls in flight.  Later calls on the handle return KV_ECLOSED.  Returns the
+ * first error met; the files are closed in every case. */
+int kv_close(kv_db *db);
+/* Frees the handle's memory after kv_close (cffi's ffi.gc destructor). */
+void kv_free(kv_db *db);
+
+/* Appends a PUT.  Errors: KV_EREADONLY, KV_ETOOBIG, KV_EFAILED, errno (ENOSPC ...). */
+int kv_put(kv_db *db, const char *key, uint32_t klen, const char *meta, uint32_t mlen,
+           const char *value, uint64_t vlen, uint64_t expiration);
+/* As kv_put, the value being the first vlen bytes of the file fd (a spool file). */
+int kv_put_fd(kv_db *db, const char *key, uint32_t klen, const char *meta, uint32_t mlen,
+              int fd, uint64_t vlen, uint64_t expiration);
+/* Appends a DELETE when the key is present; *existed tells (may be NULL). */
+int kv_delete(kv_db *db, const char *key, uint32_t klen, int *existed);
+/* All-or-nothing batch of n operations (docs/FORMAT.md section 4). */
+int kv_write_batch(kv_db *db, const kv_op *ops, uint32_t n);
+/* Makes every write acknowledged so far durable (fdatasync). */
+int kv_sync(kv_db *db);
+
+/* Reads the newest value of key into buf.  0 found; KV_ENOTFOUND when absent or
+ * expired at now; KV_ECORRUPT when the record failed its checksum (out->seg_id
+ * and out->offset name it). */
+int kv_get(kv_db *db, const char *key, uint32_t klen, uint64_t now, kv_buf *buf, kv_value *out);
+/* For streaming reads: verifies the record, then returns a new descriptor of its
+ * segment in *fd_out (the caller closes it) and the value's file offset in
+ * out->value_off; meta is copied into buf.  Same results as kv_get. */
+int kv_open_value(kv_db *db, const char *key, uint32_t klen, uint64_t now, kv_buf *buf,
+                  kv_value *out, int *fd_out);
+/* Lists up to limit unexpired keys with the given prefix in byte order, starting
+ * after `after` (alen 0: from the start of the prefix).  Keys (and metadata when
+ * want_meta) go into buf; *more = 1 when more keys follow. */
+int kv_list(kv_db *db, const char *prefix, uint32_t plen, const char *after, uint32_t alen,
+            uint64_t now, uint32_t limit, int want_meta, kv_buf *buf, kv_list_item *items,
+            uint32_t *n_out, int *more);
+/* Counts unexpired keys with prefix and their padded record bytes. */
+int kv_count_prefix(kv_db *db, const char *prefix, uint32_t plen, uint64_t now,
+                    uint64_t *keys, uint64_t *bytes);
+
+int kv_stats_get(kv_db *db, uint64_t now, kv_stats *out);
+/* Fills up to cap segment descriptions, oldest first; *n = how many exist. */
+int kv_segments(kv_db *db, uint64_t now, kv_seg_info *out, uint32_t cap, uint32_t *n);
+uint32_t kv_damage_count(kv_db *db);
+int kv_damage_get(kv_db *db, uint32_t i, kv_damage *out);
+
+void kv_buf_free(kv_buf *buf);
+
+/* CDEF-END */
+
+#endif

@@ -1,0 +1,1438 @@
+/*
+ * kv_index.c -- the keydir: every live key, where its newest record lives, and
+ * the keys in sorted order.
+ *
+ * WHAT IT OWNS
+ *   entries   one 24-byte ix_entry per live key, addressed by a u32 entry id.
+ *             The id is what everything else stores; it is stable from insert
+ *             to delete (an overwrite rewrites the entry in place).
+ *   key arena the key bytes, 4-byte aligned, addressed by a u32 offset in
+ *             4-byte words (16 GiB addressable).  Freed key slots go to one of
+ *             512 exact-size free lists (size class = words); the list link is
+ *             kept inside the freed slot, so a free slot costs nothing extra.
+ *   hash      open addressing, linear probing over u32 slots.  A slot holds
+ *             (entry id + 1) in its low `idbits` bits and the top bits of the
+ *             key's 32-bit hash in the remaining high bits (a "tag").  The
+ *             tag lets a probe skip nearly every non-matching slot without
+ *             touching the entry (a cache miss); on a tag match the entry's
+ *             full 32-bit hash and then the key bytes are compared.
+ *   tree      a B+tree of entry ids in key order (memcmp order, shorter key
+ *             first on a common prefix).  512-byte nodes in an arena
+ *             addressed by u32: leaves hold up to 126 ids and are linked left
+ *             to right; inner nodes hold up to 63 children and 62 separators.
+ *
+ *   No pointer is stored anywhere inside these arrays: only indices.
+ *
+ * GROWTH WITHOUT STALLS
+ *   The entry, key and node arrays are two-level: a small directory of
+ *   pointers to fixed chunks (64 Ki entries = 1.5 MiB, 256 Ki words = 1 MiB,
+ *   2 Ki nodes = 1 MiB).  Only chunk 0 grows by realloc (doubling from a few
+ *   KiB up to the chunk size) so a tiny index stays tiny; after that growth
+ *   appends a chunk and never copies.  Worst single copy: 1.5 MiB, once in
+ *   the life of an index (plus the pointer directory, a few KiB).
+ *   The hash table grows (x2 at load 0.8) or shrinks (/4 below load 1/16)
+ *   INCREMENTALLY: the new table becomes `cur`, the old one stays as `old`
+ *   and every put/del migrates `mig_step` slots of it, computed so the
+ *   migration finishes long before `cur` could reach load 0.8.  Lookups
+ *   probe `cur` then `old`.  A key leaving `old` (migrated or deleted)
+ *   leaves a tombstone there, so the probe chains of keys still in `old`
+ *   stay intact; `cur` never holds tombstones (backward-shift deletion).
+ *   Readers never migrate: kv_index_get is truly const, so concurrent
+ *   readers under a read lock are safe.
+ *
+ * INVARIANTS (kv_index__check verifies all of them)
+ *   - An entry is free iff key_off == IX_FREE_KEY; free entries form a list
+ *     through rec_off.  live + free == id_limit.
+ *   - Every live entry is referenced by exactly one hash slot (in cur or
+ *     old) and exactly one leaf slot.  count == live entries.
+ *   - Key slots and free slots never overlap and never straddle a chunk.
+ *   - Separator invariant: separator i of an inner node is the id of the
+ *     SMALLEST key of child i+1's subtree.  So every separator names a live
+ *     key: when that key is deleted it sat at position 0 of the leftmost
+ *     leaf of that subtree, and the one ancestor holding it (the deepest
+ *     one on the path reached through a child index > 0) is rewritten with
+ *     the successor key before any rebalancing.  Borrow and merge rotations
+ *     preserve the invariant by construction.  A dangling separator id
+ *     (whose entry slot could be reused by an unrelated key) cannot occur.
+ *   - Fill: non-root inner nodes have >= 32 children; non-root leaves have
+ *     >= 63 ids, except the rightmost leaf, which may hold fewer (>= 1)
+ *     because appends at the right end split 126/1 (sequential inserts fill
+ *     leaves 100%).  The root is a leaf (possibly empty) or has >= 2 children.
+ *
+ * COMPLEXITY
+ *   get / replace_if: O(1) expected.  put of a new key, del: O(1) hash +
+ *   O(log n) tree (about log2 n key comparisons; an append beyond the
+ *   current maximum costs one comparison).  seek O(log n), next O(1)
+ *   amortised.  An overwrite never touches the tree.
+ *
+ * MEMORY PER LIVE KEY (besides the key bytes rounded up to 4)
+ *   entry 24 + hash 4/load (5..10, 0.4..0.8) + leaves 4/fill (4 sequential,
+ *   ~5.8 random, 8 worst) + inner nodes ~0.2 => about 33..40 bytes.
+ *   While the hash table migrates, the old table adds up to 5 more.
+ *   After mass deletes: tree nodes and hash table shrink; entry and key
+ *   chunks are kept and reused by later inserts (ids are stable, so the
+ *   entry array cannot be compacted).
+ *
+ * FAILURE
+ *   put reserves everything it may need (entry, key words, height+1 tree
+ *   nodes, hash capacity) before changing anything, so KV_ENOMEM leaves
+ *   the index logically unchanged.  del never allocates except for an
+ *   optional hash shrink whose failure is ignored.
+ */
+#include "kv_index.h"
+#include "kv_hash.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <stdio.h>
+
+#define IX_NONE      UINT32_MAX
+#define IX_FREE_KEY  UINT32_MAX              /* key_off of a free entry */
+
+#define IX_KLEN_MASK 0x07ffu
+#define IX_FLAG_SHIFT 11
+
+/* ---------------------------------------------------------------- structs */
+
+typedef struct ix_entry {
+    uint32_t hash;        /* low 32 bits of XXH64(key); saves rehashing on migration and
+                             a key compare on most hash collisions */
+    uint32_t key_off;     /* key position in the arena, in 4-byte words; IX_FREE_KEY if free */
+    uint32_t rec_off;     /* kv_loc.rec_off; for a free entry: next free id */
+    uint32_t rec_len;     /* kv_loc.rec_len */
+    uint32_t expiration;  /* kv_loc.expiration */
+    uint16_t seg;         /* kv_loc.seg */
+    uint16_t klen_flags;  /* key length (11 low bits) | kv_loc.flags << 11 */
+} ix_entry;
+
+_Static_assert(sizeof(ix_entry) == 24, "entry must stay 24 bytes");
+
+#define IX_NODE_WORDS   126                     /* payload words in a 512-byte node */
+#define IX_LEAF_MAX     126                     /* ids per leaf */
+#define IX_LEAF_MIN     63                      /* non-root, non-rightmost leaf minimum */
+#define IX_INNER_CHILD  63                      /* max children of an inner node */
+#define IX_INNER_MAX    62                      /* max separators */
+#define IX_INNER_MIN    31                      /* min separators of a non-root inner node */
+#define IX_SEP0         IX_INNER_CHILD          /* separators start at w[63] */
+#define IX_MAX_DEPTH    24                      /* >= 2^32 keys need < 8 levels */
+
+enum { NODE_FREE = 0, NODE_LEAF = 1, NODE_INNER = 2 };
+
+typedef struct ix_node {
+    uint16_t n;                   /* leaf: ids held; inner: separators held (children = n + 1) */
+    uint8_t  kind;                /* NODE_FREE, NODE_LEAF or NODE_INNER */
+    uint8_t  pad;                 /* keeps w[] 4-aligned; always 0 */
+    uint32_t next;                /* leaf: right neighbour or IX_NONE; free node: next free node */
+    uint32_t w[IX_NODE_WORDS];    /* leaf: ids; inner: children w[0..62], separators w[63..124] */
+} ix_node;
+
+_Static_assert(sizeof(ix_node) == 512, "node must stay 512 bytes");
+
+/* Two-level array: dir[i] points to chunk i.  Chunk 0 starts small and doubles
+ * by realloc up to the full chunk size; later chunks are allocated full size. */
+typedef struct ix_chunks {
+    void   **dir;         /* chunk pointers */
+    uint32_t n;           /* chunks allocated */
+    uint32_t dircap;      /* capacity of dir */
+    uint64_t cap;         /* elements addressable: sum of chunk capacities */
+} ix_chunks;
+
+#define IX_ENT_SHIFT   16          /* 64 Ki entries (1.5 MiB) per chunk */
+#define IX_ENT_FIRST   256
+#define IX_ENT_MAX     (1ull << 31)
+#define IX_AR_SHIFT    18          /* 256 Ki words (1 MiB) per chunk */
+#define IX_AR_FIRST    256
+#define IX_AR_MAX      ((1ull << 32) - (1ull << IX_AR_SHIFT))  /* keeps IX_FREE_KEY unreachable */
+#define IX_ND_SHIFT    11          /* 2 Ki nodes (1 MiB) per chunk */
+#define IX_ND_FIRST    8
+#define IX_ND_MAX      (1ull << 31)
+
+#define IX_CLASSES     ((KV_INDEX_MAX_KEY + 3) / 4)   /* 512 size classes, 1..512 words */
+#define IX_FMASK_WORDS ((IX_CLASSES + 64) / 64)
+
+typedef struct ix_table {
+    uint32_t *slots;      /* (tag | id + 1); 0 = empty; id bits all ones = tombstone */
+    uint32_t  mask;       /* capacity - 1; capacity is a power of two */
+    uint32_t  idmask;     /* low bits holding id + 1; ~idmask are tag bits of the hash */
+    uint32_t  used;       /* live slots (neither empty nor tombstone) */
+    uint32_t  k;          /* log2 capacity */
+} ix_table;
+
+#define IX_HT_MIN_K    4
+#define IX_HT_MAX_K    31
+
+struct kv_index {
+    ix_chunks ents;                    /* ix_entry */
+    uint32_t  id_limit;                /* ids ever handed out: all ids < id_limit */
+    uint32_t  free_id;                 /* head of the free entry list, IX_NONE if empty */
+    uint32_t  count;                   /* live keys */
+
+    ix_chunks arena;                   /* uint32_t words of key bytes */
+    uint64_t  atop;                    /* bump pointer (words), always inside the last chunk */
+    uint64_t  free_words;              /* words sitting in the free lists */
+    uint32_t  fhead[IX_CLASSES + 1];   /* free list head per class (words), IX_NONE if empty */
+    uint64_t  fmask[IX_FMASK_WORDS];   /* bit c set iff fhead[c] != IX_NONE */
+
+    ix_table  cur;                     /* table receiving inserts */
+    ix_table  old;                     /* table being drained, valid iff migrating */
+    int       migrating;               /* 1 while old still holds keys */
+    uint64_t  mig_pos;                 /* next old slot to migrate */
+    uint64_t  mig_step;                /* old slots migrated per put/del */
+
+    ix_chunks nodes;                   /* ix_node */
+    uint32_t  node_limit;              /* nodes ever handed out */
+    uint32_t  free_node;               /* head of the free node list */
+    uint32_t  free_nodes;              /* length of that list */
+    uint32_t  nodes_live;              /* nodes in the tree */
+    uint32_t  root;                    /* root node */
+    uint32_t  height;                  /* levels, 1 = the root is a leaf */
+};
+
+typedef struct ix_path {
+    uint32_t node[IX_MAX_DEPTH];   /* node at each level, 0 = root */
+    uint32_t idx[IX_MAX_DEPTH];    /* inner: child index taken; leaf: position */
+    uint32_t depth;                /* levels filled */
+} ix_path;
+
+/* ------------------------------------------------------ allocation wrapper */
+
+/* Test hook (declared by the tests only, not part of the API): when >= 0, that
+ * many more allocations succeed and every later one fails. */
+long kv_index__alloc_fail_after = -1;
+
+static int ix_alloc_allowed(void)
+{
+    if (kv_index__alloc_fail_after < 0)
+        return 1;
+    if (kv_index__alloc_fail_after == 0)
+        return 0;
+    kv_index__alloc_fail_after--;
+    return 1;
+}
+
+static void *ix_malloc(size_t n)  { return ix_alloc_allowed() ? malloc(n) : NULL; }
+static void *ix_calloc(size_t n, size_t sz) { return ix_alloc_allowed() ? calloc(n, sz) : NULL; }
+static void *ix_realloc(void *p, size_t n) { return ix_alloc_allowed() ? realloc(p, n) : NULL; }
+
+/* ------------------------------------------------------------ chunk arrays */
+
+static int chunks_grow(ix_chunks *c, size_t elsize, unsigned shift, uint64_t first, uint64_t max)
+{
+    const uint64_t full = (uint64_t)1 << shift;
+    if (c->n == 1 && c->cap < full) {
+        uint64_t ncap = c->cap * 2 > full ? full : c->cap * 2;
+        void *p = ix_realloc(c->dir[0], (size_t)(ncap * elsize));
+        if (!p)
+            return KV_ENOMEM;
+        c->dir[0] = p;
+        c->cap = ncap;
+        return 0;
+    }
+    uint64_t add = c->n == 0 ? first : full;
+    if (c->cap + add > max)
+        return KV_ENOMEM;              /* format limit: u32 addressing exhausted */
+    if (c->n == c->dircap) {
+        uint32_t ndc = c->dircap ? c->dircap * 2 : 4;
+        void **d = ix_realloc(c->dir, ndc * sizeof(void *));
+        if (!d)
+            return KV_ENOMEM;
+        c->dir = d;
+        c->dircap = ndc;
+    }
+    void *p = ix_malloc((size_t)(add * elsize));
+    if (!p)
+        return KV_ENOMEM;
+    c->dir[c->n++] = p;
+    c->cap += add;
+    return 0;
+}
+
+static void chunks_free(ix_chunks *c)
+{
+    for (uint32_t i = 0; i < c->n; i++)
+        free(c->dir[i]);
+    free(c->dir);
+    memset(c, 0, sizeof *c);
+}
+
+static size_t chunks_mem(const ix_chunks *c, size_t elsize)
+{
+    return c->dircap * sizeof(void *) + (size_t)c->cap * elsize;
+}
+
+static inline ix_entry *ent(const kv_index *ix, uint32_t id)
+{
+    return (ix_entry *)ix->ents.dir[id >> IX_ENT_SHIFT] + (id & ((1u << IX_ENT_SHIFT) - 1));
+}
+
+static inline uint32_t *aword(const kv_index *ix, uint32_t off)
+{
+    return (uint32_t *)ix->arena.dir[off >> IX_AR_SHIFT] + (off & ((1u << IX_AR_SHIFT) - 1));
+}
+
+static inline ix_node *node(const kv_index *ix, uint32_t i)
+{
+    return (ix_node *)ix->nodes.dir[i >> IX_ND_SHIFT] + (i & ((1u << IX_ND_SHIFT) - 1));
+}
+
+static const uint8_t ix_empty_key[4];
+
+static inline uint32_t eklen(const ix_entry *e) { return e->klen_flags & IX_KLEN_MASK; }
+
+static inline const uint8_t *ekey(const kv_index *ix, const ix_entry *e)
+{
+    return eklen(e) ? (const uint8_t *)aword(ix, e->key_off) : ix_empty_key;
+}
+
+static inline uint32_t key_words(uint32_t klen) { return (klen + 3) / 4; }
+
+static inline uint32_t ix_hash(const void *key, uint32_t klen)
+{
+    return (uint32_t)kv_xxh64(key, klen, 0);
+}
+
+/* ------------------------------------------------------------------ entries */
+
+static int ents_reserve(kv_index *ix)
+{
+    if (ix->free_id != IX_NONE || ix->id_limit < ix->ents.cap)
+        return 0;
+    return chunks_grow(&ix->ents, sizeof(ix_entry), IX_ENT_SHIFT, IX_ENT_FIRST, IX_ENT_MAX);
+}
+
+static inline uint32_t ents_peek(const kv_index *ix)
+{
+    return ix->free_id != IX_NONE ? ix->free_id : ix->id_limit;
+}
+
+static uint32_t ents_take(kv_index *ix)
+{
+    uint32_t id = ix->free_id;
+    if (id != IX_NONE)
+        ix->free_id = ent(ix, id)->rec_off;
+    else
+        id = ix->id_limit++;
+    return id;
+}
+
+static void ents_free(kv_index *ix, uint32_t id)
+{
+    ix_entry *e = ent(ix, id);
+    memset(e, 0, sizeof *e);
+    e->key_off = IX_FREE_KEY;
+    e->rec_off = ix->free_id;
+    ix->free_id = id;
+}
+
+static void ent_set_loc(ix_entry *e, const kv_loc *loc)
+{
+    e->rec_off = loc->rec_off;
+    e->rec_len = loc->rec_len;
+    e->expiration = loc->expiration;
+    e->seg = loc->seg;
+    e->klen_flags = (uint16_t)((e->klen_flags & IX_KLEN_MASK) | (loc->flags << IX_FLAG_SHIFT));
+}
+
+static void ent_get_loc(const ix_entry *e, kv_loc *loc)
+{
+    loc->rec_off = e->rec_off;
+    loc->rec_len = e->rec_len;
+    loc->expiration = e->expiration;
+    loc->seg = e->seg;
+    loc->flags = (uint16_t)(e->klen_flags >> IX_FLAG_SHIFT);
+}
+
+/* -------------------------------------------------------------- key arena */
+
+static void arena_push(kv_index *ix, uint32_t off, uint32_t words)
+{
+    *aword(ix, off) = ix->fhead[words];
+    ix->fhead[words] = off;
+    ix->fmask[words >> 6] |= 1ull << (words & 63);
+    ix->free_words += words;
+}
+
+static uint32_t arena_pop(kv_index *ix, uint32_t words)
+{
+    uint32_t off = ix->fhead[words];
+    ix->fhead[words] = *aword(ix, off);
+    if (ix->fhead[words] == IX_NONE)
+        ix->fmask[words >> 6] &= ~(1ull << (words & 63));
+    ix->free_words -= words;
+    return off;
+}
+
+/* Smallest non-empty class strictly above `words`, 0 if none. */
+static uint32_t arena_class_above(const kv_index *ix, uint32_t words)
+{
+    uint32_t c = words + 1;
+    if (c > IX_CLASSES)
+        return 0;
+    uint32_t wi = c >> 6;
+    uint64_t m = ix->fmask[wi] & (~0ull << (c & 63));
+    for (;;) {
+        if (m)
+            return wi * 64 + (uint32_t)__builtin_ctzll(m);
+        if (++wi >= IX_FMASK_WORDS)
+            return 0;
+        m = ix->fmask[wi];
+    }
+}
+
+/* Make sure arena_take(words) will succeed without allocating. */
+static int arena_reserve(kv_index *ix, uint32_t words)
+{
+    if (words == 0 || ix->fhead[words] != IX_NONE || arena_class_above(ix, words))
+        return 0;
+    while (ix->arena.cap - ix->atop < words) {
+        uint64_t oldcap = ix->arena.cap;
+        uint32_t oldn = ix->arena.n;
+        int rc = chunks_grow(&ix->arena, 4, IX_AR_SHIFT, IX_AR_FIRST, IX_AR_MAX);
+        if (rc)
+            return rc;
+        if (ix->arena.n != oldn) {
+            /* A key never straddles chunks: the unused tail of the old last
+             * chunk (< words <= 512) becomes a free slot. */
+            uint32_t tail = (uint32_t)(oldcap - ix->atop);
+            if (tail)
+                arena_push(ix, (uint32_t)ix->atop, tail);
+            ix->atop = oldcap;
+        }
+    }
+    return 0;
+}
+
+/* Exact fit first (no fragmentation), then split the best larger free slot
+ * (reuse before growth), then the bump pointer. */
+static uint32_t arena_take(kv_index *ix, uint32_t words)
+{
+    if (words == 0)
+        return 0;
+    if (ix->fhead[words] != IX_NONE)
+        return arena_pop(ix, words);
+    uint32_t c = arena_class_above(ix, words);
+    if (c) {
+        uint32_t off = arena_pop(ix, c);
+        arena_push(ix, off + words, c - words);
+        return off;
+    }
+    uint32_t off = (uint32_t)ix->atop;
+    ix->atop += words;
+    return off;
+}
+
+/* ------------------------------------------------------------ tree nodes */
+
+static int nodes_reserve(kv_index *ix, uint32_t k)
+{
+    while ((uint64_t)ix->free_nodes + (ix->nodes.cap - ix->node_limit) < k) {
+        int rc = chunks_grow(&ix->nodes, sizeof(ix_node), IX_ND_SHIFT, IX_ND_FIRST, IX_ND_MAX);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+static uint32_t node_take(kv_index *ix, int kind)
+{
+    uint32_t i = ix->free_node;
+    if (i != IX_NONE) {
+        ix->free_node = node(ix, i)->next;
+        ix->free_nodes--;
+    } else {
+        i = ix->node_limit++;
+    }
+    ix_node *nd = node(ix, i);
+    nd->n = 0;
+    nd->kind = (uint8_t)kind;
+    nd->pad = 0;
+    nd->next = IX_NONE;
+    ix->nodes_live++;
+    return i;
+}
+
+static void node_free(kv_index *ix, uint32_t i)
+{
+    ix_node *nd = node(ix, i);
+    nd->kind = NODE_FREE;
+    nd->n = 0;
+    nd->next = ix->free_node;
+    ix->free_node = i;
+    ix->free_nodes++;
+    ix->nodes_live--;
+}
+
+/* ------------------------------------------------------------ hash table */
+
+static inline uint64_t ht_maxload(const ix_table *t)   /* 0.8: where growth starts */
+{
+    uint64_t cap = (uint64_t)t->mask + 1;
+    return cap - cap / 5;
+}
+
+static inline uint64_t ht_hardload(const ix_table *t)  /* ~0.94: only if growth is impossible */
+{
+    uint64_t cap = (uint64_t)t->mask + 1;
+    return cap - cap / 16;
+}
+
+static inline int ht_fits(const ix_table *t, uint32_t id)
+{
+    return (uint64_t)id + 1 < t->idmask;     /* idmask itself is the tombstone */
+}
+
+static unsigned bitlen32(uint64_t x) { return x ? 64u - (unsigned)__builtin_clzll(x) : 0; }
+
+static int tbl_alloc(const kv_index *ix, ix_table *t, uint32_t k)
+{
+    uint32_t *s = ix_calloc((size_t)1 << k, sizeof(uint32_t));
+    if (!s)
+        return KV_ENOMEM;
+    /* At least k+1 id bits (ids stay below 2x capacity while load <= 0.8), and
+     * twice the id space already handed out; the rest of the word is tag. */
+    unsigned bits = k + 1, b2 = bitlen32((uint64_t)ix->id_limit + 1) + 1;
+    if (b2 > bits)
+        bits = b2;
+    if (bits > 32)
+        bits = 32;
+    t->slots = s;
+    t->k = k;
+    t->mask = (uint32_t)(((uint64_t)1 << k) - 1);
+    t->idmask = bits == 32 ? UINT32_MAX : (1u << bits) - 1;
+    t->used = 0;
+    return 0;
+}
+
+static void tbl_insert(const kv_index *ix, ix_table *t, uint32_t h, uint32_t id)
+{
+    (void)ix;
+    uint32_t i = h & t->mask;
+    while (t->slots[i] & t->idmask)      /* cur holds no tombstones */
+        i = (i + 1) & t->mask;
+    t->slots[i] = (h & ~t->idmask) | (id + 1);
+    t->used++;
+}
+
+/* 1 with *slot and *id when found.  Probing is bounded by the capacity so that
+ * even a damaged table cannot loop forever. */
+static int tbl_find(const kv_index *ix, const ix_table *t, uint32_t h, const void *key,
+                    uint32_t klen, uint32_t *slot, uint32_t *id)
+{
+    const uint32_t idm = t->idmask, tag = h & ~idm;
+    uint32_t i = h & t->mask;
+    for (uint64_t n = (uint64_t)t->mask + 1; n; n--, i = (i + 1) & t->mask) {
+        uint32_t s = t->slots[i], v = s & idm;
+        if (v == 0)
+            return 0;
+        if ((s & ~idm) != tag || v == idm)
+            continue;
+        const ix_entry *e = ent(ix, v - 1);
+        if (e->hash == h && eklen(e) == klen &&
+            (klen == 0 || memcmp(aword(ix, e->key_off), key, klen) == 0)) {
+            *slot = i;
+            *id = v - 1;
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* Backward-shift deletion for the table without tombstones. */
+static void tbl_delete_shift(const kv_index *ix, ix_table *t, uint32_t i)
+{
+    const uint32_t mask = t->mask, idm = t->idmask;
+    uint32_t j = i;
+    for (;;) {
+        j = (j + 1) & mask;
+        uint32_t s = t->slots[j];
+        if ((s & idm) == 0)
+            break;
+        uint32_t home = ent(ix, (s & idm) - 1)->hash & mask;
+        /* s may fill the hole at i unless its home lies cyclically in (i, j]. */
+        if (((j - home) & mask) >= ((j - i) & mask)) {
+            t->slots[i] = s;
+            i = j;
+        }
+    }
+    t->slots[i] = 0;
+    t->used--;
+}
+
+static void ht_migrate(kv_index *ix, uint64_t nslots)
+{
+    if (!ix->migrating)
+        return;
+    ix_table *o = &ix->old;
+    const uint32_t idm = o->idmask;
+    while (nslots && o->used && ix->mig_pos <= o->mask) {
+        uint32_t s = o->slots[ix->mig_pos], v = s & idm;
+        if (v != 0 && v != idm) {
+            tbl_insert(ix, &ix->cur, ent(ix, v - 1)->hash, v - 1);
+            o->slots[ix->mig_pos] = idm;      /* tombstone keeps old probe chains intact */
+            o->used--;
+        }
+        ix->mig_pos++;
+        nslots--;
+    }
+    if (o->used == 0 || ix->mig_pos > o->mask) {
+        free(o->slots);
+        memset(o, 0, sizeof *o);
+        ix->migrating = 0;
+    }
+}
+
+/* Start moving everything into a new table of 2^k slots. */
+static int ht_start_resize(kv_index *ix, uint32_t k)
+{
+    ix_table t;
+    if (ix->migrating)
+        ht_migrate(ix, UINT64_MAX);
+    int rc = tbl_alloc(ix, &t, k);
+    if (rc)
+        return rc;
+    ix->old = ix->cur;
+    ix->cur = t;
+    ix->migrating = 1;
+    ix->mig_pos = 0;
+    /* Finish within half of the inserts that cur can take before load 0.8. */
+    uint64_t maxl = ht_maxload(&t);
+    uint64_t ops = maxl > ix->count ? (maxl - ix->count) / 2 : 1;
+    if (ops == 0)
+        ops = 1;
+    uint64_t oldcap = (uint64_t)ix->old.mask + 1;
+    ix->mig_step = (oldcap + ops - 1) / ops;
+    if (ix->mig_step < 8)
+        ix->mig_step = 8;
+    ht_migrate(ix, 0);                         /* frees old at once if it was empty */
+    return 0;
+}
+
+/* Make sure a new key with entry id `id` can go into cur. */
+static int ht_reserve(kv_index *ix, uint32_t id)
+{
+    /* By construction migration ends before these trigger; finishing it
+     * synchronously is only a safety net. */
+    if (ix->migrating && ((uint64_t)ix->count + 1 > ht_maxload(&ix->cur) || !ht_fits(&ix->cur, id)))
+        ht_migrate(ix, UINT64_MAX);
+    if (ix->migrating)
+        return 0;
+    if ((uint64_t)ix->count + 1 > ht_maxload(&ix->cur)) {
+        int rc = ix->cur.k < IX_HT_MAX_K ? ht_start_resize(ix, ix->cur.k + 1) : KV_ENOMEM;
+        if (rc == 0)
+            return 0;
+        /* Could not grow: keep going in the current table up to its hard load. */
+        if ((uint64_t)ix->count + 1 > ht_hardload(&ix->cur))
+            return KV_ENOMEM;
+    }
+    if (!ht_fits(&ix->cur, id))
+        return ht_start_resize(ix, ix->cur.k);   /* same size, wider id field */
+    return 0;
+}
+
+static void ht_maybe_shrink(kv_index *ix)
+{
+    if (ix->migrating || ix->cur.k <= IX_HT_MIN_K || ix->count >= ((uint64_t)ix->cur.mask + 1) / 16)
+        return;
+    uint32_t k = ix->cur.k - 2 < IX_HT_MIN_K ? IX_HT_MIN_K : ix->cur.k - 2;
+    (void)ht_start_resize(ix, k);              /* failure: keep the big table */
+}
+
+typedef struct ix_where {
+    uint32_t id;          /* entry id */
+    uint32_t slot;        /* slot in the table */
+    int      in_old;      /* 1 if the slot is in old */
+} ix_where;
+
+static int ix_find(const kv_index *ix, uint32_t h, const void *key, uint32_t klen, ix_where *w)
+{
+    w->in_old = 0;
+    if (tbl_find(ix, &ix->cur, h, key, klen, &w->slot, &w->id))
+        return 1;
+    if (ix->migrating && tbl_find(ix, &ix->old, h, key, klen, &w->slot, &w->id)) {
+        w->in_old = 1;
+        return 1;
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------------- tree */
+
+static inline int cmp_key(const void *a, uint32_t alen, const uint8_t *b, uint32_t blen)
+{
+    uint32_t m = alen < blen ? alen : blen;
+    int c = m ? memcmp(a, b, m) : 0;
+    if (c)
+        return c;
+    return (alen > blen) - (alen < blen);
+}
+
+static inline int cmp_id(const kv_index *ix, const void *key, uint32_t klen, uint32_t id)
+{
+    const ix_entry *e = ent(ix, id);
+    return cmp_key(key, klen, ekey(ix, e), eklen(e));
+}
+
+/* Descend to the leaf for key.  Inner nodes: go right on equality (a separator
+ * is the smallest key of its right subtree).  Leaf: first position with key >=
+ * (upper = 0) or > (upper = 1) the search key. */
+static void tree_descend(const kv_index *ix, const void *key, uint32_t klen, int upper, ix_path *p)
+{
+    uint32_t d = 0, nid = ix->root;
+    for (;;) {
+        const ix_node *nd = node(ix, nid);
+        uint32_t lo = 0, hi = nd->n;
+        p->node[d] = nid;
+        if (nd->kind == NODE_INNER && d + 1 < IX_MAX_DEPTH) {
+            const uint32_t *sep = nd->w + IX_SEP0;
+            while (lo < hi) {
+                uint32_t mid = (lo + hi) / 2;
+                if (cmp_id(ix, key, klen, sep[mid]) >= 0)
+                    lo = mid + 1;
+                else
+                    hi = mid;
+            }
+            p->idx[d++] = lo;
+            nid = nd->w[lo];
+        } else {
+            while (lo < hi) {
+                uint32_t mid = (lo + hi) / 2;
+                int c = cmp_id(ix, key, klen, nd->w[mid]);
+                if (c > 0 || (upper && c == 0))
+                    lo = mid + 1;
+                else
+                    hi = mid;
+            }
+            p->idx[d++] = lo;
+            p->depth = d;
+            return;
+        }
+    }
+}
+
+/* Insert position for a new key.  Appending past the current maximum (the
+ * sequential-load case) is recognised with a single comparison. */
+static void tree_find_insert(const kv_index *ix, const void *key, uint32_t klen, ix_path *p)
+{
+    uint32_t d = 0, nid = ix->root;
+    const ix_node *nd = node(ix, nid);
+    while (nd->kind == NODE_INNER && d + 1 < IX_MAX_DEPTH) {
+        p->node[d] = nid;
+        p->idx[d++] = nd->n;
+        nid = nd->w[nd->n];
+        nd = node(ix, nid);
+    }
+    if (nd->n == 0 || cmp_id(ix, key, klen, nd->w[nd->n - 1]) > 0) {
+        p->node[d] = nid;
+        p->idx[d] = nd->n;
+        p->depth = d + 1;
+        return;
+    }
+    tree_descend(ix, key, klen, 0, p);
+}
+
+static void inner_insert(ix_node *nd, uint32_t ci, uint32_t sep, uint32_t child)
+{
+    uint32_t *ch = nd->w, *sp = nd->w + IX_SEP0;
+    memmove(sp + ci + 1, sp + ci, (nd->n - ci) * sizeof(uint32_t));
+    memmove(ch + ci + 2, ch + ci + 1, (nd->n - ci) * sizeof(uint32_t));
+    sp[ci] = sep;
+    ch[ci + 1] = child;
+    nd->n++;
+}
+
+/* Remove separator j and child j + 1. */
+static void inner_remove(ix_node *nd, uint32_t j)
+{
+    uint32_t *ch = nd->w, *sp = nd->w + IX_SEP0;
+    memmove(sp + j, sp + j + 1, (nd->n - j - 1) * sizeof(uint32_t));
+    memmove(ch + j + 1, ch + j + 2, (nd->n - j - 1) * sizeof(uint32_t));
+    nd->n--;
+}
+
+/* Needs height + 1 reserved nodes (one split per level and a new root). */
+static void tree_insert(kv_index *ix, const ix_path *p, uint32_t id)
+{
+    uint32_t lv = p->depth - 1, lid = p->node[lv], pos = p->idx[lv];
+    ix_node *lf = node(ix, lid);
+    if (lf->n < IX_LEAF_MAX) {
+        memmove(lf->w + pos + 1, lf->w + pos, (lf->n - pos) * sizeof(uint32_t));
+        lf->w[pos] = id;
+        lf->n++;
+        return;
+    }
+    uint32_t tmp[IX_LEAF_MAX + 1];
+    memcpy(tmp, lf->w, pos * sizeof(uint32_t));
+    tmp[pos] = id;
+    memcpy(tmp + pos + 1, lf->w + pos, (IX_LEAF_MAX - pos) * sizeof(uint32_t));
+    /* Appending at the right end keeps the left leaf full (sequential loads
+     * give 100% full leaves); otherwise split evenly. */
+    uint32_t left = (pos == IX_LEAF_MAX && lf->next == IX_NONE) ? IX_LEAF_MAX : (IX_LEAF_MAX + 1) / 2;
+    uint32_t rid = node_take(ix, NODE_LEAF);
+    ix_node *r = node(ix, rid);
+    memcpy(lf->w, tmp, left * sizeof(uint32_t));
+    lf->n = (uint16_t)left;
+    r->n = (uint16_t)(IX_LEAF_MAX + 1 - left);
+    memcpy(r->w, tmp + left, r->n * sizeof(uint32_t));
+    r->next = lf->next;
+    lf->next = rid;
+    uint32_t sep = r->w[0], child = rid;
+
+    while (lv-- > 0) {
+        uint32_t nid = p->node[lv], ci = p->idx[lv];
+        ix_node *nd = node(ix, nid);
+        if (nd->n < IX_INNER_MAX) {
+            inner_insert(nd, ci, sep, child);
+            return;
+        }
+        /* Split a full inner node evenly: 64 children -> 32 + 32, the middle
+         * separator moves up.  (Inner nodes are ~1/40 of the tree, so an
+         * append-friendly split here would save little and would create
+         * one-child nodes whose children could not rebalance.) */
+        uint32_t tc[IX_INNER_CHILD + 1], ts[IX_INNER_MAX + 1];
+        const uint32_t *ch = nd->w, *sp = nd->w + IX_SEP0;
+        memcpy(tc, ch, (ci + 1) * sizeof(uint32_t));
+        tc[ci + 1] = child;
+        memcpy(tc + ci + 2, ch + ci + 1, (IX_INNER_MAX - ci) * sizeof(uint32_t));
+        memcpy(ts, sp, ci * sizeof(uint32_t));
+        ts[ci] = sep;
+        memcpy(ts + ci + 1, sp + ci, (IX_INNER_MAX - ci) * sizeof(uint32_t));
+        const uint32_t lc = (IX_INNER_CHILD + 1) / 2;          /* children kept left */
+        uint32_t nrid = node_take(ix, NODE_INNER);
+        ix_node *nr = node(ix, nrid);
+        memcpy(nd->w, tc, lc * sizeof(uint32_t));
+        memcpy(nd->w + IX_SEP0, ts, (lc - 1) * sizeof(uint32_t));
+        nd->n = (uint16_t)(lc - 1);
+        memcpy(nr->w, tc + lc, (IX_INNER_CHILD + 1 - lc) * sizeof(uint32_t));
+        memcpy(nr->w + IX_SEP0, ts + lc, (IX_INNER_MAX - lc + 1) * sizeof(uint32_t));
+        nr->n = (uint16_t)(IX_INNER_MAX + 1 - lc);
+        sep = ts[lc - 1];
+        child = nrid;
+    }
+    uint32_t nroot = node_take(ix, NODE_INNER);
+    ix_node *rt = node(ix, nroot);
+    rt->n = 1;
+    rt->w[0] = ix->root;
+    rt->w[1] = child;
+    rt->w[IX_SEP0] = sep;
+    ix->root = nroot;
+    ix->height++;
+}
+
+/* Bottom-up underflow repair along the path of a delete. */
+static void tree_rebalance(kv_index *ix, const ix_path *p)
+{
+    for (uint32_t lv = p->depth - 1; lv > 0; lv--) {
+        uint32_t xid = p->node[lv];
+        ix_node *x = node(ix, xid);
+        const int leaf = x->kind == NODE_LEAF;
+        const uint32_t min = leaf ? IX_LEAF_MIN : IX_INNER_MIN;
+        if (x->n >= min)
+            return;
+        ix_node *par = node(ix, p->node[lv - 1]);
+        uint32_t ci = p->idx[lv - 1];
+        uint32_t *pc = par->w, *ps = par->w + IX_SEP0;
+        /* Prefer the left sibling: when the rightmost leaf empties, the
+         * separator naming its deleted key is ps[ci - 1], which this either
+         * rewrites (borrow) or removes (merge). */
+        uint32_t lid = ci > 0 ? pc[ci - 1] : xid, rid = ci > 0 ? xid : pc[1];
+        uint32_t j = ci > 0 ? ci - 1 : 0;                 /* separator between l and r */
+        ix_node *l = node(ix, lid), *r = node(ix, rid);
+        ix_node *sib = ci > 0 ? l : r;
+        if (sib->n > min) {
+            if (leaf && ci > 0) {                          /* l's last id -> front of x */
+                memmove(x->w + 1, x->w, x->n * sizeof(uint32_t));
+                x->w[0] = l->w[--l->n];
+                x->n++;
+                ps[j] = x->w[0];
+            } else if (leaf) {                             /* r's first id -> end of x */
+                x->w[x->n++] = r->w[0];
+                memmove(r->w, r->w + 1, (r->n - 1) * sizeof(uint32_t));
+                r->n--;
+                ps[j] = r->w[0];
+            } else if (ci > 0) {                           /* rotate right through parent */
+                uint32_t *xc = x->w, *xs = x->w + IX_SEP0;
+                memmove(xc + 1, xc, (x->n + 1) * sizeof(uint32_t));
+                memmove(xs + 1, xs, x->n * sizeof(uint32_t));
+                xc[0] = l->w[l->n];
+                xs[0] = ps[j];
+                ps[j] = l->w[IX_SEP0 + l->n - 1];
+                l->n--;
+                x->n++;
+            } else {                                       /* rotate left through parent */
+                uint32_t *rc = r->w, *rs = r->w + IX_SEP0;
+                x->w[x->n + 1] = rc[0];
+                x->w[IX_SEP0 + x->n] = ps[j];
+                ps[j] = rs[0];
+                memmove(rc, rc + 1, r->n * sizeof(uint32_t));
+                memmove(rs, rs + 1, (r->n - 1) * sizeof(uint32_t));
+                r->n--;
+                x->n++;
+            }
+            return;
+        }
+        /* Merge r into l (fits: one side is below min, the other at most min). */
+        if (leaf) {
+            memcpy(l->w + l->n, r->w, r->n * sizeof(uint32_t));
+            l->n = (uint16_t)(l->n + r->n);
+            l->next = r->next;
+        } else {
+            l->w[IX_SEP0 + l->n] = ps[j];
+            memcpy(l->w + IX_SEP0 + l->n + 1, r->w + IX_SEP0, r->n * sizeof(uint32_t));
+            memcpy(l->w + l->n + 1, r->w, (r->n + 1) * sizeof(uint32_t));
+            l->n = (uint16_t)(l->n + r->n + 1);
+        }
+        inner_remove(par, j);
+        node_free(ix, rid);
+    }
+    ix_node *rt = node(ix, ix->root);
+    if (rt->kind == NODE_INNER && rt->n == 0) {
+        uint32_t old = ix->root;
+        ix->root = rt->w[0];
+        node_free(ix, old);
+        ix->height--;
+    }
+}
+
+static void tree_delete(kv_index *ix, const void *key, uint32_t klen, uint32_t id)
+{
+    ix_path p;
+    tree_descend(ix, key, klen, 0, &p);
+    uint32_t lv = p.depth - 1, pos = p.idx[lv];
+    ix_node *lf = node(ix, p.node[lv]);
+    if (pos >= lf->n || lf->w[pos] != id)
+        return;                                   /* cannot happen: the index is consistent */
+    memmove(lf->w + pos, lf->w + pos + 1, (lf->n - pos - 1) * sizeof(uint32_t));
+    lf->n--;
+    if (pos == 0 && lv > 0) {
+        /* The deleted key was the minimum of every subtree whose leftmost leaf
+         * is this one; the deepest ancestor entered through a child index > 0
+         * holds it as a separator.  Replace it by the successor. */
+        uint32_t a = lv;
+        while (a > 0 && p.idx[a - 1] == 0)
+            a--;
+        if (a > 0) {
+            uint32_t succ = lf->n ? lf->w[0] : lf->next != IX_NONE ? node(ix, lf->next)->w[0] : IX_NONE;
+            /* IX_NONE only when the rightmost leaf emptied: then a == lv and
+             * the rebalance below rewrites or removes that separator. */
+            if (succ != IX_NONE)
+                node(ix, p.node[a - 1])->w[IX_SEP0 + p.idx[a - 1] - 1] = succ;
+        }
+    }
+    tree_rebalance(ix, &p);
+}
+
+/* -------------------------------------------------------------------- API */
+
+int kv_index_new(kv_index **out)
+{
+    if (!out)
+        return KV_EINVAL;
+    *out = NULL;
+    kv_index *ix = ix_calloc(1, sizeof *ix);
+    if (!ix)
+        return KV_ENOMEM;
+    ix->free_id = IX_NONE;
+    ix->free_node = IX_NONE;
+    for (uint32_t c = 0; c <= IX_CLASSES; c++)
+        ix->fhead[c] = IX_NONE;
+    if (tbl_alloc(ix, &ix->cur, IX_HT_MIN_K) || nodes_reserve(ix, 1)) {
+        kv_index_free(ix);
+        return KV_ENOMEM;
+    }
+    ix->root = node_take(ix, NODE_LEAF);
+    ix->height = 1;
+    *out = ix;
+    return 0;
+}
+
+void kv_index_free(kv_index *ix)
+{
+    if (!ix)
+        return;
+    chunks_free(&ix->ents);
+    chunks_free(&ix->arena);
+    chunks_free(&ix->nodes);
+    free(ix->cur.slots);
+    free(ix->old.slots);
+    free(ix);
+}
+
+uint32_t kv_index_count(const kv_index *ix)
+{
+    return ix ? ix->count : 0;
+}
+
+size_t kv_index_memory(const kv_index *ix)
+{
+    if (!ix)
+        return 0;
+    size_t m = sizeof *ix;
+    m += chunks_mem(&ix->ents, sizeof(ix_entry));
+    m += chunks_mem(&ix->arena, sizeof(uint32_t));
+    m += chunks_mem(&ix->nodes, sizeof(ix_node));
+    m += ((size_t)ix->cur.mask + 1) * sizeof(uint32_t);
+    if (ix->migrating)
+        m += ((size_t)ix->old.mask + 1) * sizeof(uint32_t);
+    return m;
+}
+
+static int key_ok(const void *key, uint32_t klen)
+{
+    return klen <= KV_INDEX_MAX_KEY && (key || klen == 0);
+}
+
+int kv_index_get(const kv_index *ix, const void *key, uint32_t klen, kv_loc *loc)
+{
+    ix_where w;
+    if (!ix || !key_ok(key, klen))
+        return KV_EINVAL;
+    if (!ix_find(ix, ix_hash(key, klen), key, klen, &w))
+        return 0;
+    if (loc)
+        ent_get_loc(ent(ix, w.id), loc);
+    return 1;
+}
+
+int kv_index_put(kv_index *ix, const void *key, uint32_t klen, const kv_loc *loc,
+                 kv_loc *old, int *had_old, uint32_t *id_out)
+{
+    if (!ix || !loc || !key_ok(key, klen) || (loc->flags & ~KV_LOC_FLAG_MASK))
+        return KV_EINVAL;
+    const uint32_t h = ix_hash(key, klen);
+    ix_where w;
+    ht_migrate(ix, ix->mig_step);
+    if (ix_find(ix, h, key, klen, &w)) {
+        ix_entry *e = ent(ix, w.id);
+        if (old)
+            ent_get_loc(e, old);
+        ent_set_loc(e, loc);
+        if (had_old)
+            *had_old = 1;
+        if (id_out)
+            *id_out = w.id;
+        return 0;
+    }
+
+    /* The key may point into our own arena (a prefix of a stored key); chunk 0
+     * can move when it grows, so take a copy first. */
+    uint8_t kcopy[KV_INDEX_MAX_KEY];
+    if (klen && ix->arena.n) {
+        uintptr_t k = (uintptr_t)key, b = (uintptr_t)ix->arena.dir[0];
+        if (k >= b && k < b + (uintptr_t)(ix->arena.n == 1 ? ix->arena.cap : (1u << IX_AR_SHIFT)) * 4) {
+            memcpy(kcopy, key, klen);
+            key = kcopy;
+        }
+    }
+
+    /* Reserve everything, then commit without any possible failure. */
+    const uint32_t words = key_words(klen);
+    int rc;
+    if ((rc = ents_reserve(ix)) || (rc = arena_reserve(ix, words)) ||
+        (rc = nodes_reserve(ix, ix->height + 1)) || (rc = ht_reserve(ix, ents_peek(ix))))
+        return rc;
+
+    uint32_t id = ents_take(ix);
+    ix_entry *e = ent(ix, id);
+    e->hash = h;
+    e->key_off = arena_take(ix, words);
+    e->klen_flags = (uint16_t)klen;
+    ent_set_loc(e, loc);
+    if (words) {
+        uint32_t *kw = aword(ix, e->key_off);
+        kw[words - 1] = 0;                      /* deterministic padding */
+        memcpy(kw, key, klen);
+    }
+    tbl_insert(ix, &ix->cur, h, id);
+    ix_path p;
+    tree_find_insert(ix, key, klen, &p);
+    tree_insert(ix, &p, id);
+    ix->count++;
+    if (had_old)
+        *had_old = 0;
+    if (id_out)
+        *id_out = id;
+    return 0;
+}
+
+int kv_index_replace_if(kv_index *ix, const void *key, uint32_t klen,
+                        uint16_t expect_seg, uint32_t expect_off, const kv_loc *loc)
+{
+    ix_where w;
+    if (!ix || !loc || !key_ok(key, klen) || (loc->flags & ~KV_LOC_FLAG_MASK))
+        return KV_EINVAL;
+    if (!ix_find(ix, ix_hash(key, klen), key, klen, &w))
+        return 0;
+    ix_entry *e = ent(ix, w.id);
+    if (e->seg != expect_seg || e->rec_off != expect_off)
+        return 0;
+    ent_set_loc(e, loc);
+    return 1;
+}
+
+int kv_index_del(kv_index *ix, const void *key, uint32_t klen, kv_loc *old)
+{
+    ix_where w;
+    if (!ix || !key_ok(key, klen))
+        return KV_EINVAL;
+    const uint32_t h = ix_hash(key, klen);
+    ht_migrate(ix, ix->mig_step);
+    if (!ix_find(ix, h, key, klen, &w))
+        return 0;
+    ix_entry *e = ent(ix, w.id);
+    if (old)
+        ent_get_loc(e, old);
+    tree_delete(ix, key, klen, w.id);        /* before the key bytes are freed */
+    if (w.in_old) {
+        ix->old.slots[w.slot] = ix->old.idmask;   /* tombstone */
+        ix->old.used--;
+        ht_migrate(ix, 0);                         /* drop old if now empty */
+    } else {
+        tbl_delete_shift(ix, &ix->cur, w.slot);
+    }
+    uint32_t words = key_words(eklen(e));
+    if (words)
+        arena_push(ix, e->key_off, words);
+    ents_free(ix, w.id);
+    ix->count--;
+    ht_maybe_shrink(ix);
+    return 1;
+}
+
+uint32_t kv_index_id_limit(const kv_index *ix)
+{
+    return ix ? ix->id_limit : 0;
+}
+
+static void fill_out(const kv_index *ix, uint32_t id, const uint8_t **key, uint32_t *klen, kv_loc *loc)
+{
+    const ix_entry *e = ent(ix, id);
+    if (key)
+        *key = ekey(ix, e);
+    if (klen)
+        *klen = eklen(e);
+    if (loc)
+        ent_get_loc(e, loc);
+}
+
+int kv_index_entry(const kv_index *ix, uint32_t id, const uint8_t **key, uint32_t *klen, kv_loc *loc)
+{
+    if (!ix || id >= ix->id_limit || ent(ix, id)->key_off == IX_FREE_KEY)
+        return 0;
+    fill_out(ix, id, key, klen, loc);
+    return 1;
+}
+
+void kv_index_seek(const kv_index *ix, const void *start, uint32_t slen, int inclusive,
+                   kv_index_cursor *cur)
+{
+    if (!cur)
+        return;
+    cur->node = IX_NONE;
+    cur->pos = 0;
+    if (!ix || (!start && slen))
+        return;
+    ix_path p;
+    tree_descend(ix, start, slen, !inclusive, &p);
+    cur->node = p.node[p.depth - 1];
+    cur->pos = p.idx[p.depth - 1];
+}
+
+int kv_index_next(const kv_index *ix, kv_index_cursor *cur, const uint8_t **key,
+                  uint32_t *klen, kv_loc *loc)
+{
+    if (!ix || !cur)
+        return 0;
+    while (cur->node != IX_NONE) {
+        /* A stale cursor (used after a modification) ends instead of crashing. */
+        if (cur->node >= ix->node_limit || node(ix, cur->node)->kind != NODE_LEAF) {
+            cur->node = IX_NONE;
+            break;
+        }
+        const ix_node *nd = node(ix, cur->node);
+        if (cur->pos < nd->n) {
+            fill_out(ix, nd->w[cur->pos++], key, klen, loc);
+            return 1;
+        }
+        cur->node = nd->next;
+        cur->pos = 0;
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------- test/debug hooks */
+/* Not part of the API (not in kv_index.h); the C tests declare them. */
+
+typedef struct kv_index__stats {
+    uint32_t nodes_live;      /* tree nodes in use */
+    uint32_t height;          /* tree levels */
+    uint32_t table_cap;       /* slots of cur */
+    uint32_t migrating;       /* 1 while the old table is drained */
+    uint64_t arena_words;     /* arena capacity in words */
+    uint64_t arena_free;      /* words in key free lists */
+} kv_index__stats;
+
+void kv_index__get_stats(const kv_index *ix, kv_index__stats *st)
+{
+    st->nodes_live = ix->nodes_live;
+    st->height = ix->height;
+    st->table_cap = ix->cur.mask + 1;
+    st->migrating = (uint32_t)ix->migrating;
+    st->arena_words = ix->arena.cap;
+    st->arena_free = ix->free_words;
+}
+
+typedef struct ix_chk {
+    const kv_index *ix;
+    char     *msg;
+    size_t    msglen;
+    uint8_t  *seen;           /* per id: seen in the tree */
+    uint32_t  leaf_depth;
+    uint32_t  prev_leaf;      /* previous leaf in DFS order */
+    uint32_t  prev_id;        /* previous id in key order */
+    uint64_t  ids;
+    uint32_t  nodes;
+    uint32_t  rightmost_leaf;
+} ix_chk;
+
+#define CHK_FAIL(c, ...) do { snprintf((c)->msg, (c)->msglen, __VA_ARGS__); return 1; } while (0)
+
+static int chk_live(const kv_index *ix, uint32_t id)
+{
+    return id < ix->id_limit && ent(ix, id)->key_off != IX_FREE_KEY;
+}
+
+/* *min = smallest id of the subtree */
+static int chk_node(ix_chk *c, uint32_t nid, uint32_t depth, int is_root, uint32_t *min)
+{
+    const kv_index *ix = c->ix;
+    if (nid >= ix->node_limit)
+        CHK_FAIL(c, "node %u out of range", nid);
+    if (depth >= IX_MAX_DEPTH)
+        CHK_FAIL(c, "tree too deep");
+    const ix_node *nd = node(ix, nid);
+    c->nodes++;
+    if (nd->kind == NODE_LEAF) {
+        if (c->leaf_depth == 0)
+            c->leaf_depth = depth;
+        else if (c->leaf_depth != depth)
+            CHK_FAIL(c, "leaves at depths %u and %u", c->leaf_depth, depth);
+        if (nd->n > IX_LEAF_MAX)
+            CHK_FAIL(c, "leaf %u overfull", nid);
+        if (!is_root && nd->n < IX_LEAF_MIN && nid != c->rightmost_leaf)
+            CHK_FAIL(c, "leaf %u underfull (%u)", nid, nd->n);
+        if (!is_root && nd->n == 0)
+            CHK_FAIL(c, "empty non-root leaf %u", nid);
+        if (c->prev_leaf != IX_NONE && node(ix, c->prev_leaf)->next != nid)
+            CHK_FAIL(c, "leaf chain broken before %u", nid);
+        c->prev_leaf = nid;
+        for (uint32_t i = 0; i < nd->n; i++) {
+            uint32_t id = nd->w[i];
+            if (!chk_live(ix, id))
+                CHK_FAIL(c, "leaf %u holds dead id %u", nid, id);
+            if (c->seen[id])
+                CHK_FAIL(c, "id %u twice in tree", id);
+            c->seen[id] = 1;
+            if (c->prev_id != IX_NONE) {
+                const ix_entry *e = ent(ix, id);
+                if (cmp_id(ix, ekey(ix, e), eklen(e), c->prev_id) <= 0)
+                    CHK_FAIL(c, "keys out of order at id %u", id);
+            }
+            c->prev_id = id;
+            c->ids++;
+        }
+        *min = nd->n ? nd->w[0] : IX_NONE;
+        return 0;
+    }
+    if (nd->kind != NODE_INNER)
+        CHK_FAIL(c, "node %u of kind %u in tree", nid, nd->kind);
+    if (nd->n > IX_INNER_MAX || nd->n < (is_root ? 1 : IX_INNER_MIN))
+        CHK_FAIL(c, "inner %u has %u separators", nid, nd->n);
+    for (uint32_t i = 0; i <= nd->n; i++) {
+        uint32_t m;
+        if (chk_node(c, nd->w[i], depth + 1, 0, &m))
+            return 1;
+        if (i == 0)
+            *min = m;
+        else if (nd->w[IX_SEP0 + i - 1] != m)
+            CHK_FAIL(c, "inner %u separator %u is id %u, subtree minimum is %u",
+                     nid, i - 1, nd->w[IX_SEP0 + i - 1], m);
+    }
+    return 0;
+}
+
+/* 0 if every invariant holds, else 1 with a description in msg. */
+int kv_index__check(const kv_index *ix, char *msg, size_t msglen)
+{
+    ix_chk c = { ix, msg, msglen, NULL, 0, IX_NONE, IX_NONE, 0, 0, IX_NONE };
+    int rc = 1;
+    uint8_t *inhash = NULL, *amap = NULL;
+    c.seen = calloc((size_t)ix->id_limit + 1, 1);
+    inhash = calloc((size_t)ix->id_limit + 1, 1);
+    amap = calloc((size_t)ix->arena.cap + 1, 1);
+    if (!c.seen || !inhash || !amap) {
+        snprintf(msg, msglen, "check: out of memory");
+        goto out;
+    }
+    /* entries, key words, free entry list */
+    uint64_t live = 0;
+    for (uint32_t id = 0; id < ix->id_limit; id++) {
+        const ix_entry *e = ent(ix, id);
+        if (e->key_off == IX_FREE_KEY)
+            continue;
+        live++;
+        uint32_t kl = eklen(e), w = key_words(kl);
+        if (e->hash != ix_hash(ekey(ix, e), kl)) {
+            snprintf(msg, msglen, "entry %u: stored hash wrong", id);
+            goto out;
+        }
+        if (w) {
+            if ((uint64_t)e->key_off + w > ix->atop ||
+                (e->key_off >> IX_AR_SHIFT) != ((e->key_off + w - 1) >> IX_AR_SHIFT)) {
+                snprintf(msg, msglen, "entry %u: key slot out of bounds", id);
+                goto out;
+            }
+            for (uint32_t i = 0; i < w; i++) {
+                if (amap[e->key_off + i]++) {
+                    snprintf(msg, msglen, "entry %u: key words overlap", id);
+                    goto out;
+                }
+            }
+        }
+    }
+    if (live != ix->count) {
+        snprintf(msg, msglen, "count %u but %llu live entries", ix->count, (unsigned long long)live);
+        goto out;
+    }
+    uint64_t nfree = 0;
+    for (uint32_t id = ix->free_id; id != IX_NONE; id = ent(ix, id)->rec_off) {
+        if (id >= ix->id_limit || ent(ix, id)->key_off != IX_FREE_KEY || ++nfree > ix->id_limit) {
+            snprintf(msg, msglen, "free entry list broken at %u", id);
+            goto out;
+        }
+    }
+    if (nfree + live != ix->id_limit) {
+        snprintf(msg, msglen, "free %llu + live %llu != id_limit %u", (unsigned long long)nfree,
+                 (unsigned long long)live, ix->id_limit);
+        goto out;
+    }
+    /* key free lists */
+    uint64_t fw = 0;
+    for (uint32_t cl = 1; cl <= IX_CLASSES; cl++) {
+        int bit = (ix->fmask[cl >> 6] >> (cl & 63)) & 1;
+        if (bit != (ix->fhead[cl] != IX_NONE)) {
+            snprintf(msg, msglen, "class %u mask bit wrong", cl);
+            goto out;
+        }
+        for (uint32_t off = ix->fhead[cl]; off != IX_NONE; off = *aword(ix, off)) {
+            if ((uint64_t)off + cl > ix->atop || (off >> IX_AR_SHIFT) != ((off + cl - 1) >> IX_AR_SHIFT)) {
+                snprintf(msg, msglen, "free slot %u (class %u) out of bounds", off, cl);
+                goto out;
+            }
+            for (uint32_t i = 0; i < cl; i++) {
+                if (amap[off + i]++) {
+                    snprintf(msg, msglen, "free slot %u (class %u) overlaps", off, cl);
+                    goto out;
+                }
+            }
+            fw += cl;
+        }
+    }
+    if (fw != ix->free_words) {
+        snprintf(msg, msglen, "free words %llu, counted %llu", (unsigned long long)ix->free_words,
+                 (unsigned long long)fw);
+        goto out;
+    }
+    /* hash tables */
+    uint64_t inslots = 0;
+    for (int t = 0; t < 1 + ix->migrating; t++) {
+        const ix_table *tb = t ? &ix->old : &ix->cur;
+        uint64_t used = 0;
+        for (uint64_t i = 0; i <= tb->mask; i++) {
+            uint32_t s = tb->slots[i], v = s & tb->idmask;
+            if (v == 0)
+                continue;
+            if (v == tb->idmask) {
+                if (!t) {
+                    snprintf(msg, msglen, "tombstone in cur");
+                    goto out;
+                }
+                continue;
+            }
+            uint32_t id = v - 1;
+            if (!chk_live(ix, id) || inhash[id]++) {
+                snprintf(msg, msglen, "table %d slot %llu: dead or duplicate id %u", t,
+                         (unsigned long long)i, id);
+                goto out;
+            }
+            const ix_entry *e = ent(ix, id);
+            if ((s & ~tb->idmask) != (e->hash & ~tb->idmask)) {
+                snprintf(msg, msglen, "table %d slot %llu: tag mismatch", t, (unsigned long long)i);
+                goto out;
+            }
+            for (uint32_t j = e->hash & tb->mask; j != i; j = (j + 1) & tb->mask) {
+                if ((tb->slots[j] & tb->idmask) == 0) {
+                    snprintf(msg, msglen, "table %d slot %llu unreachable", t, (unsigned long long)i);
+                    goto out;
+                }
+            }
+            used++;
+        }
+        if (used != tb->used) {
+            snprintf(msg, msglen, "table %d used %u, counted %llu", t, tb->used, (unsigned long long)used);
+            goto out;
+        }
+        inslots += used;
+    }
+    if (inslots != ix->count) {
+        snprintf(msg, msglen, "hash holds %llu ids, count %u", (unsigned long long)inslots, ix->count);
+        goto out;
+    }
+    if ((uint64_t)ix->count > ht_hardload(&ix->cur)) {
+        snprintf(msg, msglen, "cur table overfull");
+        goto out;
+    }
+    /* tree */
+    {
+        uint32_t nid = ix->root;
+        for (uint32_t d = 0; d < IX_MAX_DEPTH && nid < ix->node_limit && node(ix, nid)->kind == NODE_INNER; d++)
+            nid = node(ix, nid)->w[node(ix, nid)->n];
+        c.rightmost_leaf = nid;
+        uint32_t m;
+        if (chk_node(&c, ix->root, 1, 1, &m))
+            goto out;
+        if (c.leaf_depth != ix->height) {
+            snprintf(msg, msglen, "height %u, leaves at %u", ix->height, c.leaf_depth);
+            goto out;
+        }
+        if (c.prev_leaf != IX_NONE && node(ix, c.prev_leaf)->next != IX_NONE) {
+            snprintf(msg, msglen, "last leaf has a next");
+            goto out;
+        }
+        if (c.ids != ix->count) {
+            snprintf(msg, msglen, "tree holds %llu ids, count %u", (unsigned long long)c.ids, ix->count);
+            goto out;
+        }
+        if (c.nodes != ix->nodes_live) {
+            snprintf(msg, msglen, "tree has %u nodes, nodes_live %u", c.nodes, ix->nodes_live);
+            goto out;
+        }
+        uint64_t fn = 0;
+        for (uint32_t i = ix->free_node; i != IX_NONE; i = node(ix, i)->next) {
+            if (i >= ix->node_limit || node(ix, i)->kind != NODE_FREE || ++fn > ix->node_limit) {
+                snprintf(msg, msglen, "free node list broken at %u", i);
+                goto out;
+            }
+        }
+        if (fn != ix->free_nodes || fn + ix->nodes_live != ix->node_limit) {
+            snprintf(msg, msglen, "node accounting: free %llu/%u live %u limit %u",
+                     (unsigned long long)fn, ix->free_nodes, ix->nodes_live, ix->node_limit);
+            goto out;
+        }
+    }
+    rc = 0;
+out:
+    free(c.seen);
+    free(inhash);
+    free(amap);
+    return rc;
+}

@@ -1,0 +1,211 @@
+/*
+ * kv_io.c -- file system calls, and the fault-injection seam in front of them.
+ *
+ * Owns: every call into the OS that touches store files (docs/FORMAT.md
+ * section 7 relies on each of them reporting failure faithfully).
+ *
+ * Why a seam: durability code is only as good as its error paths, and error
+ * paths only run when something fails.  kv_io_fault_set() lets the test suite
+ * fail the Nth write, sync, rename, ... with any errno and check that the
+ * engine acknowledges nothing it did not store (DURABILITY.md R9, R10).
+ *
+ * Invariants: short reads and writes are continued here, so callers see
+ * either the whole transfer or an error; EINTR is retried.
+ */
+#define _GNU_SOURCE
+#include "kv_io.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+typedef struct kv_fault {
+    uint64_t calls;       /* calls of this class so far */
+    uint64_t fail_at;     /* call number that fails, 0 = none */
+    int      err;         /* errno to report */
+    int      persistent;  /* keep failing after fail_at */
+} kv_fault;
+
+static kv_fault faults[KV_IO_OP_COUNT];
+
+/* Returns the errno to inject for this call, or 0.  Counting uses atomics so
+ * that concurrent readers and the writer can share the seam. */
+static int injected(int op)
+{
+    kv_fault *f = &faults[op];
+    uint64_t n = __atomic_add_fetch(&f->calls, 1, __ATOMIC_RELAXED);
+    uint64_t at = __atomic_load_n(&f->fail_at, __ATOMIC_RELAXED);
+    if (at == 0 || n < at)
+        return 0;
+    if (n == at || __atomic_load_n(&f->persistent, __ATOMIC_RELAXED))
+        return __atomic_load_n(&f->err, __ATOMIC_RELAXED);
+    return 0;
+}
+
+uint64_t kv_io_fault_set(int op, uint64_t nth, int err, int persistent)
+{
+    if (op == 0) {
+        for (int i = 0; i < KV_IO_OP_COUNT; i++)
+            __atomic_store_n(&faults[i].fail_at, 0, __ATOMIC_RELAXED);
+        return 0;
+    }
+    if (op < 0 || op >= KV_IO_OP_COUNT)
+        return 0;
+    kv_fault *f = &faults[op];
+    uint64_t calls = __atomic_load_n(&f->calls, __ATOMIC_RELAXED);
+    __atomic_store_n(&f->err, err, __ATOMIC_RELAXED);
+    __atomic_store_n(&f->persistent, persistent, __ATOMIC_RELAXED);
+    __atomic_store_n(&f->fail_at, nth ? calls + nth : 0, __ATOMIC_RELAXED);
+    return calls;
+}
+
+int kv_io_openat(int dirfd, const char *name, int flags, int mode, int *fd_out)
+{
+    int e = injected(KV_IO_OP_OPEN);
+    if (e)
+        return e;
+    int fd;
+    do {
+        fd = openat(dirfd, name, flags | O_CLOEXEC, (mode_t)mode);
+    } while (fd < 0 && errno == EINTR);
+    if (fd < 0)
+        return errno;
+    *fd_out = fd;
+    return 0;
+}
+
+int kv_io_close(int fd)
+{
+    /* close() must not be retried on EINTR on Linux: the descriptor is gone. */
+    return close(fd) == 0 ? 0 : errno;
+}
+
+int kv_io_pread(int fd, void *buf, size_t n, uint64_t off, size_t *got)
+{
+    int e = injected(KV_IO_OP_READ);
+    size_t done = 0;
+    *got = 0;
+    if (e)
+        return e;
+    if (off > (uint64_t)LLONG_MAX - n)
+        return EINVAL;
+    while (done < n) {
+        ssize_t r = pread(fd, (char *)buf + done, n - done, (off_t)(off + done));
+        if (r < 0) {
+            if (errno == EINTR)
+                continue;
+            return errno;
+        }
+        if (r == 0)
+            break;
+        done += (size_t)r;
+    }
+    *got = done;
+    return 0;
+}
+
+int kv_io_pwritev(int fd, struct iovec *iov, int iovcnt, uint64_t off)
+{
+    int e = injected(KV_IO_OP_WRITE);
+    if (e)
+        return e;
+    while (iovcnt > 0) {
+        if (iov->iov_len == 0) {
+            iov++;
+            iovcnt--;
+            continue;
+        }
+        int cnt = iovcnt > IOV_MAX ? IOV_MAX : iovcnt;
+        ssize_t w = pwritev(fd, iov, cnt, (off_t)off);
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            return errno;
+        }
+        if (w == 0)
+            return EIO;
+        off += (uint64_t)w;
+        size_t left = (size_t)w;
+        while (left > 0 && iovcnt > 0) {
+            if (left >= iov->iov_len) {
+                left -= iov->iov_len;
+                iov++;
+                iovcnt--;
+            } else {
+                iov->iov_base = (char *)iov->iov_base + left;
+                iov->iov_len -= left;
+                left = 0;
+            }
+        }
+    }
+    return 0;
+}
+
+int kv_io_datasync(int fd)
+{
+    int e = injected(KV_IO_OP_SYNC);
+    if (e)
+        return e;
+    /* No EINTR retry: after a failed sync the dirty pages may be gone (R9). */
+    return fdatasync(fd) == 0 ? 0 : errno;
+}
+
+int kv_io_fsync(int fd)
+{
+    int e = injected(KV_IO_OP_SYNC);
+    if (e)
+        return e;
+    return fsync(fd) == 0 ? 0 : errno;
+}
+
+int kv_io_truncate(int fd, uint64_t len)
+{
+    int e = injected(KV_IO_OP_TRUNCATE);
+    if (e)
+        return e;
+    int r;
+    do {
+        r = ftruncate(fd, (off_t)len);
+    } while (r != 0 && errno == EINTR);
+    return r == 0 ? 0 : errno;
+}
+
+int kv_io_renameat(int dirfd, const char *from, const char *to)
+{
+    int e = injected(KV_IO_OP_RENAME);
+    if (e)
+        return e;
+    return renameat(dirfd, from, dirfd, to) == 0 ? 0 : errno;
+}
+
+int kv_io_unlinkat(int dirfd, const char *name)
+{
+    int e = injected(KV_IO_OP_UNLINK);
+    if (e)
+        return e;
+    return unlinkat(dirfd, name, 0) == 0 ? 0 : errno;
+}
+
+int kv_io_size(int fd, uint64_t *size)
+{
+    struct stat st;
+    if (fstat(fd, &st) != 0)
+        return errno;
+    if (!S_ISREG(st.st_mode))
+        return EINVAL;
+    *size = (uint64_t)st.st_size;
+    return 0;
+}
+
+int kv_io_lock(int fd)
+{
+    int r;
+    do {
+        r = flock(fd, LOCK_EX | LOCK_NB);
+    } while (r != 0 && errno == EINTR);
+    return r == 0 ? 0 : errno;
+}

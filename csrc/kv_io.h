@@ -1,0 +1,50 @@
+/*
+ * kv_io.h -- the only door to the operating system's file calls.
+ *
+ * Every open, read, write, sync, truncate, rename and unlink of the engine goes
+ * through these functions, so a test can make any call fail (kv_io_fault_set),
+ * the way SQLite's test VFS and Bitcask's bitcask_io do.  All functions return
+ * 0 or a positive errno; none sets or reads a global error.
+ */
+#ifndef KV_IO_H
+#define KV_IO_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+
+/* CDEF-BEGIN */
+/* Operation classes for fault injection. */
+#define KV_IO_OP_OPEN      1
+#define KV_IO_OP_READ      2
+#define KV_IO_OP_WRITE     3
+#define KV_IO_OP_SYNC      4   /* fdatasync / fsync of files and directories */
+#define KV_IO_OP_TRUNCATE  5
+#define KV_IO_OP_RENAME    6
+#define KV_IO_OP_UNLINK    7
+/* CDEF-END */
+#define KV_IO_OP_COUNT     8
+
+int kv_io_openat(int dirfd, const char *name, int flags, int mode, int *fd_out);
+int kv_io_close(int fd);
+/* Reads up to n bytes at off, looping over short reads; *got < n only at end of file. */
+int kv_io_pread(int fd, void *buf, size_t n, uint64_t off, size_t *got);
+/* Writes all iov bytes at off, continuing after short writes.  iov is modified. */
+int kv_io_pwritev(int fd, struct iovec *iov, int iovcnt, uint64_t off);
+int kv_io_datasync(int fd);
+int kv_io_fsync(int fd);
+int kv_io_truncate(int fd, uint64_t len);
+int kv_io_renameat(int dirfd, const char *from, const char *to);
+int kv_io_unlinkat(int dirfd, const char *name);
+int kv_io_size(int fd, uint64_t *size);
+int kv_io_lock(int fd);   /* non-blocking exclusive flock; EWOULDBLOCK when held elsewhere */
+
+/* CDEF-BEGIN */
+/* Fault injection: the nth (1-based) future call of class op fails with err;
+ * persistent = every call from then on fails.  op 0 clears all faults.
+ * Returns how many calls of class op have been made so far. */
+uint64_t kv_io_fault_set(int op, uint64_t nth, int err, int persistent);
+/* CDEF-END */
+
+#endif

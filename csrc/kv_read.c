@@ -1,0 +1,451 @@
+/*
+ * kv_read.c -- the read side: get, streamed get, ordered listing, stats.
+ *
+ * A read takes ixlock shared only long enough to find the key's location and
+ * pin its segment; the file read itself runs without any lock, so a large
+ * read never holds up the writer.  Every record read is checked before its
+ * bytes are handed out: header and key (hcheck, plus the key compared with the
+ * one asked for) and the value (check).  A mismatch is KV_ECORRUPT naming the
+ * segment and offset, never data.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "kv_db.h"
+#include "kv_io.h"
+
+static int buf_reserve(kv_buf *b, size_t n)
+{
+    if (n <= b->cap)
+        return 0;
+    size_t cap = b->cap ? b->cap : 256;
+    while (cap < n)
+        cap *= 2;
+    uint8_t *d = realloc(b->data, cap);
+    if (!d)
+        return KV_ENOMEM;
+    b->data = d;
+    b->cap = cap;
+    return 0;
+}
+
+/* Finds key and pins its segment.  0, KV_ENOTFOUND, KV_ECLOSED. */
+static int locate(kv_db *db, const char *key, uint32_t klen, uint64_t now, kv_loc *loc,
+                  kv_segfile **sf)
+{
+    int rc = 0;
+    if (klen > KV_MAX_KEY)
+        return KV_ENOTFOUND;
+    pthread_rwlock_rdlock(&db->ixlock);
+    if (db->closed)
+        rc = KV_ECLOSED;
+    else if (!kv_index_get(db->ix, key, klen, loc) || (loc->flags & KV_LOC_TOMBSTONE) ||
+             kv_expired(loc->expiration, now))
+        rc = KV_ENOTFOUND;
+    else {
+        *sf = db->segs[loc->seg];
+        __atomic_add_fetch(&(*sf)->refs, 1, __ATOMIC_ACQUIRE);
+    }
+    pthread_rwlock_unlock(&db->ixlock);
+    return rc;
+}
+
+/* Checks the first `have` bytes of a record read from loc (at least its header,
+ * key and metadata): a plausible header of the size the index expects, for
+ * this exact key, with a valid hcheck. */
+static int header_matches(const uint8_t *p, size_t have, const kv_loc *loc, const char *key,
+                          uint32_t klen, kv_rec *r)
+{
+    if (have < KV_REC_HDR_SIZE || !kv_rec_peek(p, loc->rec_len, r) || r->type != KV_REC_PUT)
+        return 0;
+    if (kv_rec_size(r->klen, r->mlen, r->vlen) != loc->rec_len || r->klen != klen)
+        return 0;
+    if ((size_t)KV_REC_HDR_SIZE + r->klen + r->mlen > have)
+        return 0;
+    return kv_rec_header_ok(p, r) && memcmp(p + KV_REC_HDR_SIZE, key, klen) == 0;
+}
+
+static void describe(kv_value *out, const kv_segfile *sf, const kv_loc *loc)
+{
+    memset(out, 0, sizeof *out);
+    out->seg_id = sf->id;
+    out->offset = loc->rec_off;
+}
+
+int kv_get(kv_db *db, const char *key, uint32_t klen, uint64_t now, kv_buf *buf, kv_value *out)
+{
+    kv_loc loc;
+    kv_segfile *sf;
+    kv_rec r;
+    size_t got;
+    int rc = locate(db, key, klen, now, &loc, &sf);
+    if (rc)
+        return rc;
+    describe(out, sf, &loc);
+    if (loc.flags & KV_LOC_CORRUPT) {
+        kv_db_unpin(sf);
+        return KV_ECORRUPT;
+    }
+    rc = buf_reserve(buf, loc.rec_len);
+    if (!rc)
+        rc = kv_io_pread(sf->fd, buf->data, loc.rec_len, loc.rec_off, &got);
+    kv_db_unpin(sf);
+    if (rc)
+        return rc;
+    if (got != loc.rec_len || !header_matches(buf->data, got, &loc, key, klen, &r) ||
+        !kv_rec_body_ok(buf->data, &r))
+        return KV_ECORRUPT;
+    out->expiration = r.expiration;
+    out->seq = r.seq;
+    out->meta_off = KV_REC_HDR_SIZE + r.klen;
+    out->mlen = r.mlen;
+    out->value_off = (uint64_t)KV_REC_HDR_SIZE + r.klen + r.mlen;
+    out->vlen = r.vlen;
+    return 0;
+}
+
+int kv_open_value(kv_db *db, const char *key, uint32_t klen, uint64_t now, kv_buf *buf,
+                  kv_value *out, int *fd_out)
+{
+    enum { CHUNK = 1 << 20 };
+    kv_loc loc;
+    kv_segfile *sf;
+    kv_rec r;
+    size_t got;
+    int rc = locate(db, key, klen, now, &loc, &sf);
+    if (rc)
+        return rc;
+    describe(out, sf, &loc);
+    if (loc.flags & KV_LOC_CORRUPT) {
+        kv_db_unpin(sf);
+        return KV_ECORRUPT;
+    }
+    /* Header, key and metadata first; the value is verified chunk by chunk, so
+     * a 25 MiB value costs one chunk of memory here. */
+    size_t head = loc.rec_len < KV_REC_HDR_SIZE + KV_MAX_KEY + KV_MAX_META
+                      ? loc.rec_len
+                      : KV_REC_HDR_SIZE + KV_MAX_KEY + KV_MAX_META;
+    rc = buf_reserve(buf, head + CHUNK);
+    if (!rc)
+        rc = kv_io_pread(sf->fd, buf->data, head, loc.rec_off, &got);
+    if (!rc && (got != head || !header_matches(buf->data, got, &loc, key, klen, &r)))
+        rc = KV_ECORRUPT;
+    if (!rc) {
+        kv_xxh64_state st;
+        uint64_t voff = (uint64_t)loc.rec_off + KV_REC_HDR_SIZE + r.klen + r.mlen;
+        kv_xxh64_reset(&st, 0);
+        kv_xxh64_update(&st, buf->data + KV_REC_CHECK_FROM, KV_REC_CHECK_TO - KV_REC_CHECK_FROM);
+        kv_xxh64_update(&st, buf->data + KV_REC_HDR_SIZE, (size_t)r.klen + r.mlen);
+        uint8_t *chunk = buf->data + head;
+        for (uint64_t pos = 0; !rc && pos < r.vlen; pos += got) {
+            size_t want = r.vlen - pos < CHUNK ? (size_t)(r.vlen - pos) : CHUNK;
+            rc = kv_io_pread(sf->fd, chunk, want, voff + pos, &got);
+            if (!rc && got != want)
+                rc = KV_ECORRUPT;
+            if (!rc)
+                kv_xxh64_update(&st, chunk, want);
+        }
+        if (!rc && kv_xxh64_digest(&st) != r.check)
+            rc = KV_ECORRUPT;
+        if (!rc) {
+            /* A descriptor of its own keeps the bytes readable even if the
+             * segment is compacted away while the caller streams. */
+            int fd = fcntl(sf->fd, F_DUPFD_CLOEXEC, 0);
+            if (fd < 0)
+                rc = errno;
+            else
+                *fd_out = fd;
+        }
+        out->expiration = r.expiration;
+        out->seq = r.seq;
+        out->meta_off = KV_REC_HDR_SIZE + r.klen;
+        out->mlen = r.mlen;
+        out->value_off = voff;
+        out->vlen = r.vlen;
+    }
+    kv_db_unpin(sf);
+    return rc;
+}
+
+static int has_prefix(const uint8_t *key, uint32_t klen, const char *prefix, uint32_t plen)
+{
+    return klen >= plen && memcmp(key, prefix, plen) == 0;
+}
+
+static int key_cmp(const char *a, uint32_t alen, const char *b, uint32_t blen)
+{
+    uint32_t n = alen < blen ? alen : blen;
+    int c = memcmp(a, b, n);
+    if (c)
+        return c;
+    return alen < blen ? -1 : alen > blen;
+}
+
+/* Positions cur at the first key that has the prefix and comes after `after`. */
+static void seek_start(kv_db *db, const char *prefix, uint32_t plen, const char *after,
+                       uint32_t alen, kv_index_cursor *cur)
+{
+    if (alen && key_cmp(after, alen, prefix, plen) >= 0)
+        kv_index_seek(db->ix, after, alen, 0, cur);
+    else
+        kv_index_seek(db->ix, prefix, plen, 1, cur);
+}
+
+int kv_list(kv_db *db, const char *prefix, uint32_t plen, const char *after, uint32_t alen,
+            uint64_t now, uint32_t limit, int want_meta, kv_buf *buf, kv_list_item *items,
+            uint32_t *n_out, int *more)
+{
+    kv_index_cursor cur;
+    const uint8_t *key;
+    uint32_t klen, n = 0;
+    kv_loc loc;
+    size_t used = 0;
+    int rc = 0;
+
+    *n_out = 0;
+    *more = 0;
+    /* Where each listed record lives, for the metadata reads after the lock. */
+    kv_loc *locs = malloc((limit ? limit : 1) * sizeof *locs);
+    if (!locs)
+        return KV_ENOMEM;
+    pthread_rwlock_rdlock(&db->ixlock);
+    if (db->closed) {
+        rc = KV_ECLOSED;
+        goto unlock;
+    }
+    seek_start(db, prefix, plen, after, alen, &cur);
+    while (kv_index_next(db->ix, &cur, &key, &klen, &loc)) {
+        if (!has_prefix(key, klen, prefix, plen))
+            break;
+        if ((loc.flags & KV_LOC_TOMBSTONE) || kv_expired(loc.expiration, now))
+            continue;
+        if (n == limit) {
+            *more = 1;
+            break;
+        }
+        if ((rc = buf_reserve(buf, used + klen)) != 0)
+            break;
+        memcpy(buf->data + used, key, klen);
+        kv_list_item *it = &items[n];
+        memset(it, 0, sizeof *it);
+        it->key_off = (uint32_t)used;
+        it->klen = klen;
+        it->expiration = loc.expiration;
+        it->seg_id = db->segs[loc.seg]->id;
+        it->offset = loc.rec_off;
+        used += klen;
+        locs[n] = loc;
+        if (want_meta && (loc.flags & KV_LOC_HAS_META))
+            __atomic_add_fetch(&db->segs[loc.seg]->refs, 1, __ATOMIC_ACQUIRE);
+        n++;
+    }
+unlock:
+    pthread_rwlock_unlock(&db->ixlock);
+    if (rc) {
+        for (uint32_t i = 0; i < n; i++)
+            if (want_meta && (locs[i].flags & KV_LOC_HAS_META))
+                kv_db_unpin(db->segs[locs[i].seg]);
+        free(locs);
+        return rc;
+    }
+    /* Metadata (and the exact expiration) come from each record's header, key and
+     * metadata, which hcheck covers: the value is not read. */
+    for (uint32_t i = 0; i < n; i++) {
+        if (!want_meta || !(locs[i].flags & KV_LOC_HAS_META))
+            continue;
+        kv_segfile *sf = db->segs[locs[i].seg];
+        kv_list_item *it = &items[i];
+        size_t head = KV_REC_HDR_SIZE + (size_t)KV_MAX_KEY + KV_MAX_META;
+        if (head > locs[i].rec_len)
+            head = locs[i].rec_len;
+        int e = buf_reserve(buf, used + head);
+        size_t got = 0;
+        kv_rec r;
+        if (!e)
+            e = kv_io_pread(sf->fd, buf->data + used, head, locs[i].rec_off, &got);
+        kv_db_unpin(sf);
+        if (e) {
+            if (!rc)
+                rc = e;
+            continue;
+        }
+        /* buf may have moved: the key is addressed afresh */
+        const char *k = (const char *)buf->data + it->key_off;
+        if (!header_matches(buf->data + used, got, &locs[i], k, it->klen, &r)) {
+            it->status = KV_ECORRUPT;
+            continue;
+        }
+        /* Keep only the metadata: move it to where the header was read. */
+        memmove(buf->data + used, buf->data + used + KV_REC_HDR_SIZE + r.klen, r.mlen);
+        it->meta_off = (uint32_t)used;
+        it->mlen = r.mlen;
+        it->expiration = r.expiration;
+        used += r.mlen;
+    }
+    free(locs);
+    if (rc)
+        return rc;
+    *n_out = n;
+    return 0;
+}
+
+int kv_count_prefix(kv_db *db, const char *prefix, uint32_t plen, uint64_t now, uint64_t *keys,
+                    uint64_t *bytes)
+{
+    kv_index_cursor cur;
+    const uint8_t *key;
+    uint32_t klen;
+    kv_loc loc;
+    *keys = *bytes = 0;
+    pthread_rwlock_rdlock(&db->ixlock);
+    if (db->closed) {
+        pthread_rwlock_unlock(&db->ixlock);
+        return KV_ECLOSED;
+    }
+    kv_index_seek(db->ix, prefix, plen, 1, &cur);
+    while (kv_index_next(db->ix, &cur, &key, &klen, &loc)) {
+        if (!has_prefix(key, klen, prefix, plen))
+            break;
+        if (kv_expired(loc.expiration, now))
+            continue;
+        (*keys)++;
+        *bytes += kv_pad8(loc.rec_len);
+    }
+    pthread_rwlock_unlock(&db->ixlock);
+    return 0;
+}
+
+/* Expired bytes per segment slot, from one pass over the index. */
+static int expired_by_slot(kv_db *db, uint64_t now, uint64_t **out, uint64_t *keys)
+{
+    uint64_t *exp = calloc(KV_MAX_SEGS, sizeof *exp);
+    if (!exp)
+        return KV_ENOMEM;
+    uint32_t limit = kv_index_id_limit(db->ix);
+    *keys = 0;
+    for (uint32_t id = 0; id < limit; id++) {
+        const uint8_t *key;
+        uint32_t klen;
+        kv_loc loc;
+        if (kv_index_entry(db->ix, id, &key, &klen, &loc) && kv_expired(loc.expiration, now)) {
+            exp[loc.seg] += kv_pad8(loc.rec_len);
+            (*keys)++;
+        }
+    }
+    *out = exp;
+    return 0;
+}
+
+static void seg_info(const kv_db *db, uint32_t slot, const uint64_t *exp, kv_seg_info *o)
+{
+    const kv_segfile *sf = db->segs[slot];
+    uint64_t body = sf->size > KV_SEG_HDR_SIZE ? sf->size - KV_SEG_HDR_SIZE : 0;
+    memset(o, 0, sizeof *o);
+    o->id = sf->id;
+    o->size = sf->size;
+    o->live_bytes = sf->live_bytes;
+    o->live_records = sf->live_records;
+    o->expired_bytes = exp[slot];
+    o->tombstone_bytes = sf->tomb_bytes;
+    o->dead_bytes = body > sf->live_bytes + sf->tomb_bytes ? body - sf->live_bytes - sf->tomb_bytes
+                                                          : 0;
+    o->flags = sf->flags;
+    o->active = (int)slot == db->active;
+}
+
+int kv_stats_get(kv_db *db, uint64_t now, kv_stats *out)
+{
+    uint64_t *exp;
+    int rc;
+    memset(out, 0, sizeof *out);
+    pthread_mutex_lock(&db->wlock); /* segment sizes and counters are the writer's */
+    pthread_rwlock_rdlock(&db->ixlock);
+    if (db->closed) {
+        rc = KV_ECLOSED;
+        goto out;
+    }
+    if ((rc = expired_by_slot(db, now, &exp, &out->expired_keys)) != 0)
+        goto out;
+    out->keys = kv_index_count(db->ix);
+    out->index_bytes = kv_index_memory(db->ix);
+    for (uint32_t i = 0; i < KV_MAX_SEGS; i++) {
+        if (!db->segs[i])
+            continue;
+        kv_seg_info si;
+        seg_info(db, i, exp, &si);
+        out->segments++;
+        out->disk_bytes += si.size;
+        out->live_bytes += si.live_bytes;
+        out->expired_bytes += si.expired_bytes;
+        out->tombstone_bytes += si.tombstone_bytes;
+        out->dead_bytes += si.dead_bytes + si.tombstone_bytes;
+    }
+    free(exp);
+    out->next_seq = db->next_seq;
+    out->torn_bytes_cut = db->torn_cut;
+    out->damaged_records = db->ndamage;
+    out->writes = db->writes;
+    out->syncs = __atomic_load_n(&db->syncs, __ATOMIC_RELAXED);
+out:
+    pthread_rwlock_unlock(&db->ixlock);
+    pthread_mutex_unlock(&db->wlock);
+    return rc;
+}
+
+static int cmp_seg(const void *a, const void *b)
+{
+    const kv_seg_info *x = a, *y = b;
+    return x->id < y->id ? -1 : x->id > y->id;
+}
+
+int kv_segments(kv_db *db, uint64_t now, kv_seg_info *out, uint32_t cap, uint32_t *n)
+{
+    uint64_t *exp, keys;
+    int rc;
+    *n = 0;
+    pthread_mutex_lock(&db->wlock);
+    pthread_rwlock_rdlock(&db->ixlock);
+    if (db->closed) {
+        rc = KV_ECLOSED;
+        goto out;
+    }
+    if ((rc = expired_by_slot(db, now, &exp, &keys)) != 0)
+        goto out;
+    for (uint32_t i = 0; i < KV_MAX_SEGS; i++) {
+        if (!db->segs[i])
+            continue;
+        if (*n < cap)
+            seg_info(db, i, exp, &out[*n]);
+        (*n)++;
+    }
+    free(exp);
+    qsort(out, *n < cap ? *n : cap, sizeof *out, cmp_seg);
+out:
+    pthread_rwlock_unlock(&db->ixlock);
+    pthread_mutex_unlock(&db->wlock);
+    return rc;
+}
+
+uint32_t kv_damage_count(kv_db *db)
+{
+    pthread_mutex_lock(&db->wlock);
+    uint32_t n = db->ndamage;
+    pthread_mutex_unlock(&db->wlock);
+    return n;
+}
+
+int kv_damage_get(kv_db *db, uint32_t i, kv_damage *out)
+{
+    int rc = 0;
+    pthread_mutex_lock(&db->wlock);
+    if (i < db->ndamage)
+        *out = db->damage[i];
+    else
+        rc = KV_EINVAL;
+    pthread_mutex_unlock(&db->wlock);
+    return rc;
+}

@@ -1,0 +1,51 @@
+"""The one door to the compiled core: imports engine._native, checks that it was
+built from this version of the sources, and turns C return codes into exceptions.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import NoReturn
+
+from engine._version import __version__
+from engine.errors import CODED_ERRORS, CorruptionError, EngineError, EngineIOError
+
+try:
+    from engine._native import ffi, lib
+except ImportError as exc:  # pragma: no cover - only on a broken install
+    raise ImportError(
+        "engine._native is missing; build it with `pip install -e .`"
+    ) from exc
+
+_built = ffi.string(lib.kv_version()).decode()
+if _built != __version__:  # pragma: no cover - only with a stale build
+    raise ImportError(
+        f"stale engine._native (built for {_built}, package is {__version__}); "
+        "rebuild with `pip install -e .`"
+    )
+
+_ERROR_MAP: dict[int, type[EngineError]] = {getattr(lib, cls.C_NAME): cls for cls in CODED_ERRORS}
+
+
+def strerror(rc: int) -> str:
+    return str(ffi.string(lib.kv_strerror(rc)).decode())
+
+
+def raise_error(rc: int, what: str, path: str | None = None, offset: int | None = None) -> NoReturn:
+    """Raises the exception for C return code rc (non-zero)."""
+    text = strerror(rc)
+    if rc > 0:
+        raise EngineIOError(rc, f"{what}: {os.strerror(rc)}", path)
+    cls = _ERROR_MAP.get(rc, EngineError)
+    if cls is CorruptionError:
+        where = f"{path} at offset {offset}" if path is not None else "store"
+        raise CorruptionError(f"{what}: {text} ({where})", path, offset)
+    raise cls(f"{what}: {text}")
+
+
+def check(rc: int, what: str, path: str | None = None) -> None:
+    if rc:
+        raise_error(rc, what, path)
+
+
+__all__ = ["check", "ffi", "lib", "raise_error", "strerror"]
