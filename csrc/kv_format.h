@@ -52,6 +52,19 @@
 #define KV_MAX_VALUE           (32u * 1024u * 1024u)
 #define KV_BATCH_COMMIT_VLEN   16u
 
+/* FORMAT.md section 6: hint files */
+#define KV_HINT_MAGIC          "KVENGHNT"
+#define KV_HINT_HDR_SIZE       24
+#define KV_HINT_OFF_VERSION    8
+#define KV_HINT_OFF_ID         16
+#define KV_HINT_ENTRY_SIZE     32
+#define KV_HINT_TRAILER_SIZE   24
+#define KV_HINT_F_META         0x1u
+
+/* FORMAT.md section 7.1: compaction manifest */
+#define KV_MANIFEST_MAGIC      "KVENGCMP"
+#define KV_MANIFEST_HDR_SIZE   16
+
 static inline uint64_t kv_rec_size(uint32_t klen, uint32_t mlen, uint32_t vlen)
 {
     return (uint64_t)KV_REC_HDR_SIZE + klen + mlen + vlen;
