@@ -8,11 +8,13 @@ conversion of results to Python objects.
 
 from __future__ import annotations
 
+import builtins
 import io
 import os
 import tempfile
 import threading
-from collections.abc import Iterable, Iterator
+import time
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -149,12 +151,16 @@ class LogStore:
         sync: str = "os",
         readonly: bool = False,
         max_segment_bytes: int = DEFAULT_MAX_SEGMENT_BYTES,
+        auto_compact: bool = False,
+        clock: Callable[[], float] | None = None,
     ) -> None:
         if sync not in SYNC_MODES:
             raise ValueError(f"sync must be one of {sorted(SYNC_MODES)}, not {sync!r}")
         self.path = os.fspath(path)
         self.readonly = readonly
         self.sync_mode = sync
+        self.auto_compact = auto_compact
+        self.clock = clock if clock is not None else time.time
         opts = ffi.new("kv_options *")
         opts.max_segment_bytes = max_segment_bytes
         opts.sync_mode = SYNC_MODES[sync]
@@ -371,7 +377,7 @@ class LogStore:
         check(lib.kv_stats_get(self._db, int(now), out), "stats", self.path)
         return {name: int(getattr(out, name)) for name in dir(out)}
 
-    def segments(self, now: float) -> list[SegmentInfo]:
+    def segments(self, now: float) -> builtins.list[SegmentInfo]:
         n = ffi.new("uint32_t *")
         check(lib.kv_segments(self._db, int(now), ffi.NULL, 0, n), "segments", self.path)
         arr = ffi.new("kv_seg_info[]", max(n[0], 1))
@@ -392,7 +398,7 @@ class LogStore:
             for s in (arr[i] for i in range(min(n[0], len(arr))))
         ]
 
-    def damage(self) -> list[Damage]:
+    def damage(self) -> builtins.list[Damage]:
         out = ffi.new("kv_damage *")
         result = []
         for i in range(lib.kv_damage_count(self._db)):

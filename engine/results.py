@@ -1,0 +1,97 @@
+"""The values the public API returns and accepts (besides plain Python types)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from engine.storage import Damage
+from engine.storage import SegmentInfo as SegmentStats
+
+
+@dataclass(frozen=True, slots=True)
+class ValueWithMetadata:
+    """What get_with_metadata returns; both fields are None for a missing key."""
+
+    value: Any
+    metadata: Any
+
+
+@dataclass(frozen=True, slots=True)
+class KeyInfo:
+    """One listed key; expiration and metadata are None where the key has none."""
+
+    name: str
+    expiration: int | None = None
+    metadata: Any = None
+
+
+@dataclass(frozen=True, slots=True)
+class ListResult:
+    """A page of list(); cursor is None exactly when list_complete is True."""
+
+    keys: list[KeyInfo]
+    list_complete: bool
+    cursor: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BulkPair:
+    """One pair of put_many, the typed twin of a wrangler bulk-file item.
+
+    With base64=True, value is a base64 string that is decoded to raw bytes.
+    """
+
+    key: str
+    value: str | bytes | bytearray | memoryview
+    expiration: int | float | None = None
+    expiration_ttl: int | float | None = None
+    metadata: Any = None
+    base64: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class NamespaceStats:
+    """Unexpired keys of one namespace and the bytes of their records."""
+
+    keys: int
+    bytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class StoreStats:
+    """A snapshot of what the store holds and what it could reclaim.
+
+    Byte figures count records with their padding.  ``live_bytes`` serve reads;
+    ``expired_bytes`` are records past their expiration that the index still
+    points at (dead from their expiration on, reclaimed by compaction);
+    ``dead_bytes`` are overwritten and deleted records, tombstones and damage.
+    """
+
+    namespaces: dict[str, NamespaceStats]
+    keys: int
+    live_bytes: int
+    expired_bytes: int
+    dead_bytes: int
+    tombstone_bytes: int
+    disk_bytes: int
+    index_bytes: int
+    segments: list[SegmentStats]
+    torn_bytes_cut: int
+    damage: list[Damage] = field(default_factory=list)
+
+    @property
+    def reclaimable_bytes(self) -> int:
+        return self.expired_bytes + self.dead_bytes
+
+
+__all__ = [
+    "BulkPair",
+    "Damage",
+    "KeyInfo",
+    "ListResult",
+    "NamespaceStats",
+    "SegmentStats",
+    "StoreStats",
+    "ValueWithMetadata",
+]
