@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 import os
 import threading
 import time
@@ -262,18 +263,15 @@ class Namespace:
         ns = self._current()
         k = v.key_bytes(key, "PUT")
         data = as_buffer(value)
-        now = ns._store._clock()
-        exp = (
-            0
-            if expiration is None and expiration_ttl is None
-            else v.expiration_at(expiration, expiration_ttl, now)
-        )
+        exp = 0
+        if expiration is not None or expiration_ttl is not None:
+            exp = v.expiration_at(expiration, expiration_ttl, ns._store._clock())
         meta = v.metadata_bytes(metadata) if metadata is not None else b""
         if data is not None and len(data) > v.MAX_VALUE_BYTES:
             v.value_too_large(len(data))
         full = ns._writable_prefix("put") + k
         if ns._limiter is not None:
-            ns._limiter.admit((full,), now, "PUT")
+            ns._limiter.admit((full,), ns._store._clock(), "PUT")
         if data is not None:
             ns._log.put(full, data, meta, exp)
             return
@@ -483,18 +481,15 @@ class Namespace:
             return ListResult([], True, None)
         full = ns._prefix + p
         start = ns._prefix + after if after else b""
-        items, more = ns._log.list(full, start, ns._store._clock(), n)
         plen = len(ns._prefix)
+        rows, more = ns._log.list_rows(full, start, ns._store._clock(), n, True, plen)
+        loads = json.loads
         keys = [
-            KeyInfo(
-                it.key[plen:].decode(),
-                it.expiration or None,
-                decode_metadata(it.meta),
-            )
-            for it in items
+            KeyInfo(key.decode(), exp or None, None if meta is None else loads(meta))
+            for key, exp, meta in rows
         ]
         if more and keys:
-            return ListResult(keys, False, _encode_cursor(items[-1].key[plen:]))
+            return ListResult(keys, False, _encode_cursor(rows[-1][0]))
         return ListResult(keys, True, None)
 
 

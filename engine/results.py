@@ -17,7 +17,7 @@ class ValueWithMetadata:
     metadata: Any
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: a list page creates up to 1000, and frozen init is 5x slower
 class KeyInfo:
     """One listed key; expiration and metadata are None where the key has none."""
 
