@@ -320,10 +320,26 @@ int kv_delete(kv_db *db, const char *key, uint32_t klen, int *existed)
     return finish_write(db, rc, seq);
 }
 
-/* Streams the spooled value from fd into the segment after the header's place,
- * hashing it on the way, then writes header, key and metadata in front of it:
- * until that last write the bytes at `off` are no valid record, so a crash
- * leaves a tail the next open cuts off. */
+/* Hashes the first vlen bytes of the spool file fd into *st. */
+static int hash_spool(int fd, uint64_t vlen, uint8_t *chunk, size_t cap, kv_xxh64_state *st)
+{
+    for (uint64_t pos = 0; pos < vlen;) {
+        size_t want = vlen - pos < cap ? (size_t)(vlen - pos) : cap, got;
+        int rc = kv_io_pread(fd, chunk, want, pos, &got);
+        if (rc)
+            return rc;
+        if (got != want)
+            return EIO; /* the spool file is shorter than promised */
+        kv_xxh64_update(st, chunk, want);
+        pos += want;
+    }
+    return 0;
+}
+
+/* Appends a PUT whose value is the first vlen bytes of the spool file fd.  The
+ * value is hashed first, so that the record can be written as every record is:
+ * header first (FORMAT.md section 7).  A crash during the copy leaves a torn
+ * record whose value bytes a reader never searches for records. */
 int kv_put_fd(kv_db *db, const char *key, uint32_t klen, const char *meta, uint32_t mlen,
               int fd, uint64_t vlen, uint64_t expiration)
 {
@@ -349,32 +365,27 @@ int kv_put_fd(kv_db *db, const char *key, uint32_t klen, const char *meta, uint3
     kv_segfile *sf = db->segs[db->active];
     uint64_t off = sf->size;
     kv_rec_begin(hdr, &r, key, meta, &st);
-    uint64_t pos = 0, dst = off + KV_REC_HDR_SIZE + klen + mlen;
-    while (!rc && pos < vlen) {
+    rc = hash_spool(fd, vlen, chunk, CHUNK, &st);
+    if (rc)
+        goto done; /* nothing written yet */
+    kv_rec_seal(hdr, &st, key, klen, meta, mlen);
+    struct iovec iov[3] = {{hdr, sizeof hdr}, {(void *)key, klen}, {(void *)meta, mlen}};
+    rc = kv_io_pwritev(sf->fd, iov, 3, off);
+    uint64_t dst = off + KV_REC_HDR_SIZE + klen + mlen;
+    for (uint64_t pos = 0; !rc && pos < vlen;) {
         size_t want = vlen - pos < CHUNK ? (size_t)(vlen - pos) : CHUNK, got;
         rc = kv_io_pread(fd, chunk, want, pos, &got);
         if (!rc && got != want)
-            rc = EIO; /* the spool file is shorter than promised */
+            rc = EIO;
         if (!rc) {
-            kv_xxh64_update(&st, chunk, want);
-            struct iovec iov = {chunk, want};
-            rc = kv_io_pwritev(sf->fd, &iov, 1, dst + pos);
+            struct iovec v = {chunk, want};
+            rc = kv_io_pwritev(sf->fd, &v, 1, dst + pos);
         }
         pos += want;
     }
-    if (!rc) {
-        kv_rec_seal(hdr, &st, key, klen, meta, mlen);
-        struct iovec iov[4] = {
-            {hdr, sizeof hdr},
-            {(void *)key, klen},
-            {(void *)meta, mlen},
-            {(void *)zeros, 0},
-        };
-        rc = kv_io_pwritev(sf->fd, iov, 3, off);
-        if (!rc && padded > size) {
-            iov[3].iov_len = (size_t)(padded - size);
-            rc = kv_io_pwritev(sf->fd, &iov[3], 1, off + size);
-        }
+    if (!rc && padded > size) {
+        struct iovec pad = {(void *)zeros, (size_t)(padded - size)};
+        rc = kv_io_pwritev(sf->fd, &pad, 1, off + size);
     }
     if (!rc)
         rc = publish(db, key, klen, &r, (uint16_t)db->active, off);

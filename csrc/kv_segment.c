@@ -177,6 +177,30 @@ static int header_at(kv_scan *s, uint64_t off, kv_rec *r, int *rc)
     return kv_rec_header_ok(p, r);
 }
 
+/* Is there, at off, the torn last write of the file: a record whose header, key
+ * and metadata are whole and vouched for by hcheck, but whose extent runs past
+ * the end of the file?  Its value bytes must not be searched for records (a
+ * value may hold anything, even bytes that look like records), so everything
+ * from off to the end of the file is its tail. */
+static int torn_at(kv_scan *s, uint64_t off, int *rc)
+{
+    const uint8_t *p;
+    kv_rec r;
+    uint64_t remaining = s->size - off;
+    *rc = 0;
+    if (remaining < KV_REC_HDR_SIZE)
+        return 0;
+    if ((*rc = window(s, off, KV_REC_HDR_SIZE, &p)) != 0)
+        return 0;
+    if (!kv_rec_peek(p, UINT64_MAX, &r) || kv_rec_size(r.klen, r.mlen, r.vlen) <= remaining)
+        return 0;
+    if ((uint64_t)KV_REC_HDR_SIZE + r.klen + r.mlen > remaining)
+        return 0;
+    if ((*rc = window(s, off, KV_REC_HDR_SIZE + r.klen + r.mlen, &p)) != 0)
+        return 0;
+    return kv_rec_header_ok(p, &r);
+}
+
 int kv_scan_next(kv_scan *s, kv_scan_event *ev)
 {
     kv_rec r;
@@ -210,16 +234,26 @@ int kv_scan_next(kv_scan *s, kv_scan_event *ev)
     }
     if (rc)
         return rc;
-    /* No record here: find the next header-valid one. */
-    uint64_t start = s->pos, o = s->pos + KV_REC_ALIGN;
-    for (; o + KV_REC_HDR_SIZE <= s->size; o += KV_REC_ALIGN) {
+    /* No record here: find the next header-valid one, unless this is the
+     * torn last write, or one is found before it. */
+    uint64_t start = s->pos, o = s->pos;
+    if (torn_at(s, o, &rc))
+        o = s->size;
+    if (rc)
+        return rc;
+    while (o < s->size) {
+        o += KV_REC_ALIGN;
+        if (o + KV_REC_HDR_SIZE > s->size) {
+            o = s->size;
+            break;
+        }
         if (header_at(s, o, &r, &rc))
             break;
+        if (!rc && torn_at(s, o, &rc))
+            o = s->size;
         if (rc)
             return rc;
     }
-    if (o + KV_REC_HDR_SIZE > s->size)
-        o = s->size;
     ev->kind = KV_SCAN_REGION;
     ev->off = start;
     ev->end = o;
