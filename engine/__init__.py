@@ -25,6 +25,7 @@ from engine.errors import (
 from engine.kv import Namespace, Store, open
 from engine.results import (
     BulkPair,
+    CompactionReport,
     Damage,
     KeyInfo,
     ListResult,
@@ -36,6 +37,7 @@ from engine.results import (
 
 __all__ = [
     "BulkPair",
+    "CompactionReport",
     "CorruptionError",
     "Damage",
     "EngineError",

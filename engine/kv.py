@@ -16,7 +16,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from engine import validate as v
 from engine.catalog import CATALOG_PREFIX, Catalog, check_name
@@ -24,6 +24,7 @@ from engine.errors import KVError, ReadOnlyError, StoreClosedError
 from engine.ratelimit import WriteRateLimiter
 from engine.results import (
     BulkPair,
+    CompactionReport,
     KeyInfo,
     ListResult,
     NamespaceStats,
@@ -33,9 +34,6 @@ from engine.results import (
 from engine.storage import DEFAULT_MAX_SEGMENT_BYTES, BatchOp, LogStore
 from engine.storage import StreamTooLarge as _StreamTooLarge
 from engine.values import as_buffer, decode, decode_metadata, stream_chunks
-
-if TYPE_CHECKING:
-    from engine.storage import CompactionReport
 
 Clock = Callable[[], float]
 DEFAULT_NAMESPACE = "default"

@@ -85,8 +85,37 @@ class StoreStats:
         return self.expired_bytes + self.dead_bytes
 
 
+@dataclass(frozen=True, slots=True)
+class CompactionReport:
+    """What one compaction pass did (or, with ``dry_run``, would do).
+
+    ``records_dropped`` and ``bytes_dropped`` are keyed by reason:
+    ``"overwritten"`` (a newer version exists), ``"deleted"`` (the key was
+    deleted), ``"expired"`` (past its expiration at the pass's clock) and
+    ``"tombstone"`` (a DELETE or EXPIRE record no longer needed).  Byte figures
+    count records with their padding; ``bytes_before``/``bytes_after`` are the
+    disk bytes of every segment file of the store.
+    """
+
+    segments_in: int
+    segments_out: int
+    bytes_before: int
+    bytes_after: int
+    bytes_read: int
+    bytes_written: int
+    records_dropped: dict[str, int]
+    bytes_dropped: dict[str, int]
+    seconds: float
+    dry_run: bool = False
+
+    @property
+    def bytes_reclaimed(self) -> int:
+        return self.bytes_before - self.bytes_after
+
+
 __all__ = [
     "BulkPair",
+    "CompactionReport",
     "Damage",
     "KeyInfo",
     "ListResult",

@@ -6,6 +6,7 @@ length, every 64-bit seed, every input alignment and however a streamed input
 is split.  Every random input comes from a seeded random.Random, so a failure
 reproduces exactly.
 """
+
 import random
 
 import pytest
@@ -53,7 +54,7 @@ def test_every_length_0_to_4096(seed):
         results.append((("aligned", n), lib.kv_xxh64(cbuf, n, seed), ref(mv[:n], seed)))
         off = 1 + n % 7
         results.append(
-            (("offset", off, n), lib.kv_xxh64(cbuf + off, n, seed), ref(mv[off:off + n], seed))
+            (("offset", off, n), lib.kv_xxh64(cbuf + off, n, seed), ref(mv[off : off + n], seed))
         )
     assert first_mismatches(results) == []
 
@@ -63,7 +64,7 @@ def test_every_length_0_to_4096(seed):
 def test_large_inputs(size, seed):
     data = random.Random(size ^ seed).randbytes(size)
     expect = ref(data, seed)
-    assert lib.kv_xxh64(data, len(data), seed) == expect           # bytes directly
+    assert lib.kv_xxh64(data, len(data), seed) == expect  # bytes directly
     assert lib.kv_xxh64(ffi.from_buffer(data), len(data), seed) == expect
     rng = random.Random(seed)
     assert streamed(ffi.from_buffer(data), size, seed, rng, max_chunk=200_000) == expect
@@ -85,14 +86,14 @@ def test_streaming_random_splits_equal_oneshot(seed):
         max_chunk = rng.choice([3, 7, 31, 33, 100, 1000])
         got = streamed(cbuf + off, n, seed, rng, max_chunk)
         results.append(((n, off, max_chunk), got, lib.kv_xxh64(cbuf + off, n, seed)))
-        results.append(((n, off, "ref"), got, ref(mv[off:off + n], seed)))
+        results.append(((n, off, "ref"), got, ref(mv[off : off + n], seed)))
     assert first_mismatches(results) == []
 
 
 @pytest.mark.parametrize("seed", SEEDS)
 def test_bytes_passed_directly(seed):
     rng = random.Random(seed)
-    for n in list(range(0, 70)) + [255, 256, 1000, 4096]:
+    for n in [*list(range(0, 70)), 255, 256, 1000, 4096]:
         data = rng.randbytes(n)
         assert lib.kv_xxh64(data, n, seed) == ref(data, seed), n
         st = ffi.new("kv_xxh64_state *")
