@@ -11,7 +11,7 @@ trap 'rm -rf "$work"' EXIT
 
 "$PY" -m build --outdir "$work/dist" . >"$work/build.log" 2>&1 || { cat "$work/build.log"; exit 1; }
 "$PY" -m venv "$work/venv"
-"$work/venv/bin/pip" install -q "$work"/dist/*.whl 2>&1 | grep -v "^WARNING: Location" || true
+"$work/venv/bin/pip" install -q "$work"/dist/*.whl >"$work/pip.log" 2>&1 || { cat "$work/pip.log"; exit 1; }
 cd "$work"
 "$work/venv/bin/python" - <<'PY'
 import engine, engine._native, os, tempfile
