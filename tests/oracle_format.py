@@ -371,6 +371,10 @@ def _read_segment(view: View, seg_id: int, data: bytes, newest: bool) -> None:
         else:
             drop_pending()
             _apply(view, rec)
+    for rec in scan.valid:  # rule 1: padding that is not zero is reported, the record kept
+        end = min(rec.offset + rec.padded_size, len(data))
+        if any(data[rec.offset + rec.size : end]):
+            view.damage.add(("region", seg_id, rec.offset + rec.size))
     drop_pending()
 
 
