@@ -148,19 +148,25 @@ static int batch_drop(recovery *rv, kv_segfile *sf, uint64_t end)
     return rc;
 }
 
-static int batch_commit(recovery *rv, const kv_scan_event *ev, uint16_t slot)
+static int batch_commit(recovery *rv, kv_segfile *sf, const kv_scan_event *ev, uint16_t slot)
 {
     const uint8_t *v = ev->data + KV_REC_HDR_SIZE;
     uint64_t first = kv_get64(v);
     uint32_t count = kv_get32(v + 8);
     pending_batch *b = &rv->batch;
+    uint32_t i = 0;
     int rc = 0;
 
-    if (b->n == 0 || b->recs[0].rec.seq != first) {
-        batch_clear(b);
-        return 0; /* a commit without its members: nothing to apply */
-    }
-    for (uint32_t i = 0; i < b->n && !rc; i++) {
+    /* Members older than this batch belong to an earlier one whose commit never
+     * came (the writer died mid-batch, then the next batch was appended after
+     * it): they are dropped and reported, and cannot hide this batch. */
+    while (i < b->n && b->recs[i].rec.seq < first)
+        i++;
+    if (i > 0)
+        rc = kv_db_add_damage(rv->db, sf->id, b->recs[0].off,
+                              (i < b->n ? b->recs[i].off : ev->off) - b->recs[0].off,
+                              KV_DAMAGE_BATCH);
+    for (; i < b->n && !rc; i++) {
         if (b->recs[i].rec.seq < first + count)
             rc = apply(rv, b->recs[i].key, &b->recs[i].rec, slot, b->recs[i].off, 0);
     }
@@ -212,13 +218,20 @@ static int scan_segment(recovery *rv, uint16_t slot, int newest)
                 dmg[ndmg++] = (damaged_rec){ev.rec, ev.off, k};
             }
         } else {
+            if (ev.bad_pad) {
+                uint64_t size = kv_rec_size(ev.rec.klen, ev.rec.mlen, ev.rec.vlen);
+                rc = kv_db_add_damage(db, sf->id, ev.off + size, ev.end - ev.off - size,
+                                      KV_DAMAGE_REGION);
+                if (rc)
+                    break;
+            }
             if (ev.rec.seq > rv->max_seq)
                 rv->max_seq = ev.rec.seq;
             if (ev.rec.type == KV_REC_DELETE || ev.rec.type == KV_REC_EXPIRE)
                 sf->tomb_bytes += ev.end - ev.off;
             if (ev.rec.type == KV_REC_BATCH_COMMIT) {
                 sf->tomb_bytes += ev.end - ev.off;
-                rc = batch_commit(rv, &ev, slot);
+                rc = batch_commit(rv, sf, &ev, slot);
             } else if (ev.rec.flags & KV_REC_F_BATCH) {
                 rc = batch_add(&rv->batch, &ev);
             } else {

@@ -214,11 +214,11 @@ int kv_scan_next(kv_scan *s, kv_scan_event *ev)
     if (header_at(s, s->pos, &r, &rc)) {
         const uint8_t *p;
         uint64_t size = kv_rec_size(r.klen, r.mlen, r.vlen);
-        if ((rc = window(s, s->pos, (size_t)size, &p)) != 0)
-            return rc;
         uint64_t end = s->pos + kv_pad8(size);
         if (end > s->size)
             end = s->size; /* padding of the last record may be missing */
+        if ((rc = window(s, s->pos, (size_t)(end - s->pos), &p)) != 0)
+            return rc;
         ev->off = s->pos;
         ev->end = end;
         ev->rec = r;
@@ -226,6 +226,9 @@ int kv_scan_next(kv_scan *s, kv_scan_event *ev)
         if (kv_rec_body_ok(p, &r)) {
             ev->kind = KV_SCAN_RECORD;
             s->valid_end = s->pos + kv_pad8(size);
+            /* Padding is covered by no checksum; zero is its only valid content. */
+            for (uint64_t i = size; i < end - s->pos; i++)
+                ev->bad_pad |= p[i] != 0;
         } else {
             ev->kind = KV_SCAN_DAMAGED;
         }

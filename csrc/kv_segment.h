@@ -42,6 +42,7 @@ typedef struct kv_scan_event {
     uint64_t       end;   /* end of the record (padded) or region */
     kv_rec         rec;   /* RECORD, DAMAGED: header fields */
     const uint8_t *data;  /* RECORD, DAMAGED: the whole record, valid until the next call */
+    int            bad_pad;  /* RECORD: its padding bytes [off + size, end) are not all zero */
 } kv_scan_event;
 
 typedef struct kv_scan {
