@@ -329,8 +329,12 @@ class Namespace:
             ns._limiter.admit([op.key for op in ops], now, "PUT")
         ns._log.write_batch(ops)
 
-    def delete_many(self, keys: Iterable[str]) -> None:
-        """Deletes up to 10,000 keys all or nothing; missing keys are not an error."""
+    def delete_many(self, keys: Iterable[str | dict[str, Any] | KeyInfo]) -> None:
+        """Deletes up to 10,000 keys all or nothing; missing keys are not an error.
+
+        Keys are given as wrangler's bulk delete file gives them: names, or
+        ``{"name": ...}`` objects, so the keys of a list() page can be fed back.
+        """
         ns = self._current()
         if isinstance(keys, str):
             raise TypeError("delete_many takes an iterable of keys, not a str")
@@ -345,7 +349,7 @@ class Namespace:
         full = []
         for index, key in enumerate(names):
             try:
-                full.append(prefix + v.key_bytes(key, "DELETE"))
+                full.append(prefix + v.key_bytes(_bulk_delete_name(key), "DELETE"))
             except (ValueError, TypeError, KVError) as exc:
                 exc.index = index  # type: ignore[union-attr]
                 raise
@@ -527,6 +531,17 @@ def _bulk_op(item: dict[str, Any] | BulkPair, prefix: bytes, now: float) -> Batc
     if len(data) > v.MAX_VALUE_BYTES:
         v.value_too_large(len(data))
     return BatchOp(prefix + key, bytes(data) if isinstance(data, memoryview) else data, meta, exp)
+
+
+def _bulk_delete_name(key: Any) -> Any:
+    """The name of one delete_many item: a str, a {"name": ...} dict or a KeyInfo."""
+    if isinstance(key, KeyInfo):
+        return key.name
+    if isinstance(key, dict):
+        if "name" not in key:
+            raise TypeError("a bulk delete item must be a key or a dict with a 'name'")
+        return key["name"]
+    return key
 
 
 def _encode_cursor(last_key: bytes) -> str:

@@ -26,6 +26,9 @@ MAX_GET_MANY_BYTES = 25 * 1024 * 1024
 MAX_BULK_PAIRS = 10_000
 MAX_BULK_BYTES = 100_000_000  # a bulk write must stay under this many bytes
 MAX_BULK_DELETE_KEYS = 10_000
+# The index keeps expirations as 32-bit seconds (csrc/kv_index.h), which reach
+# 2106-02-07: later ones would be reported and applied wrongly, so they are refused.
+MAX_EXPIRATION = 2**32 - 1
 
 GET_TYPES = frozenset({"text", "json", "bytes", "arrayBuffer", "stream"})
 GET_MANY_TYPES = frozenset({"text", "json"})
@@ -123,7 +126,7 @@ def expiration_at(expiration: Any, expiration_ttl: Any, now: float) -> int:
                 f"Invalid expiration_ttl of {ttl}. "
                 f"Expiration TTL must be at least {MIN_EXPIRATION_TTL}.",
             )
-        return now_s + ttl
+        return storable_expiration("expiration_ttl", ttl, now_s + ttl)
     if expiration is None:
         return 0
     exp = integer("expiration", expiration)
@@ -141,7 +144,21 @@ def expiration_at(expiration: Any, expiration_ttl: Any, now: float) -> int:
             f"Invalid expiration of {exp}. Expiration times must be at least "
             f"{MIN_EXPIRATION_TTL} seconds in the future.",
         )
-    return exp
+    return storable_expiration("expiration", exp, exp)
+
+
+def storable_expiration(name: str, given: int, expiration: int) -> int:
+    """expiration, when the store can hold it (JavaScript's int32 limit is not copied).
+
+    Raises:
+        TypeError: as workerd's "Value out of range" for a number it cannot hold.
+    """
+    if expiration > MAX_EXPIRATION:
+        raise TypeError(
+            f"{name} of {given} is out of range: expirations must be at most "
+            f"{MAX_EXPIRATION} (2106-02-07)"
+        )
+    return expiration
 
 
 def metadata_bytes(metadata: Any) -> bytes:
@@ -206,6 +223,7 @@ __all__ = [
     "MAX_BULK_BYTES",
     "MAX_BULK_DELETE_KEYS",
     "MAX_BULK_PAIRS",
+    "MAX_EXPIRATION",
     "MAX_GET_MANY_BYTES",
     "MAX_GET_MANY_KEYS",
     "MAX_KEY_BYTES",
@@ -223,5 +241,6 @@ __all__ = [
     "list_limit",
     "list_prefix",
     "metadata_bytes",
+    "storable_expiration",
     "value_too_large",
 ]
