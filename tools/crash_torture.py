@@ -267,16 +267,25 @@ def check_cycle(
 
 
 def torture(
-    path: str, sync: str, cycles: int, seed: int, compaction: bool | None = None
+    path: str,
+    sync: str,
+    cycles: int,
+    seed: int,
+    compaction: bool | None = None,
+    cycles_per_store: int = 150,
 ) -> Figures:
-    """Runs `cycles` kill/reopen/check cycles on a fresh store at path."""
+    """Runs `cycles` kill/reopen/check cycles, starting a fresh store at path every
+    `cycles_per_store` cycles (without compaction a store only grows, and so would each reopen)."""
     if compaction is None:
         compaction = has_compaction()
     rng = random.Random(seed)
     figures = Figures()
     model: Model = {}
     next_index = 0  # the first operation not yet known to be in the store
-    for _ in range(cycles):
+    for cycle in range(cycles):
+        if cycle and cycle % cycles_per_store == 0:
+            shutil.rmtree(path)
+            model = {}
         acks, status = one_cycle(path, sync, seed, next_index, rng, compaction)
         if os.WIFEXITED(status):
             raise OracleViolation(f"child exited by itself with status {os.WEXITSTATUS(status)}")
@@ -308,13 +317,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cycles", type=int, default=1000)
     parser.add_argument("--sync", choices=["os", "always"], default="os")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--cycles-per-store", type=int, default=150)
     parser.add_argument("--dir", help="store directory (default: a fresh temporary one)")
     args = parser.parse_args(argv)
     base = args.dir or tempfile.mkdtemp(prefix="crash-torture-")
     path = os.path.join(base, "store")
     started = time.monotonic()
     try:
-        figures = torture(path, args.sync, args.cycles, args.seed)
+        figures = torture(
+            path, args.sync, args.cycles, args.seed, cycles_per_store=args.cycles_per_store
+        )
     except OracleViolation as exc:
         print(f"VIOLATION (seed {args.seed}, sync {args.sync}): {exc}", file=sys.stderr)
         print(f"store kept at {path}", file=sys.stderr)
