@@ -83,10 +83,17 @@ int kv_db_start_segment(kv_db *db)
         return KV_ENOMEM;
     kv_seg_name(name, h.id, ".seg");
     rc = kv_seg_create(db->dirfd, name, &h, &fd);
-    if (!rc)
-        rc = kv_io_fsync(db->dirfd);
     if (rc) {
         free(sf);
+        return rc;
+    }
+    rc = kv_io_fsync(db->dirfd);
+    if (rc) {
+        /* The new file's directory entry may or may not be durable, and a failed
+         * fsync is never retried (R9): the handle stops, reopening recovers. */
+        kv_io_close(fd);
+        free(sf);
+        db->failed = rc;
         return rc;
     }
     sf->id = h.id;
