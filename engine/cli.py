@@ -915,7 +915,9 @@ per key. --quick takes a few seconds.
 Example: kvengine bench --quick""")
 )
 @click.option("--quick", is_flag=True, help="A small run of a few seconds.")
-@click.option("--keys", type=click.IntRange(min=1), help="Keys to write (default 100000).")
+@click.option(
+    "--keys", type=click.IntRange(min=1), help="Keys to write (500000; 20000 with --quick)."
+)
 @click.option("--value-size", type=click.IntRange(0, 25 * 1024 * 1024), default=100)
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
 @click.pass_context
@@ -928,11 +930,11 @@ def bench(
     assert s is not None
     source = ctx.parent.get_parameter_source("db") if ctx.parent else None
     explicit = source is click.core.ParameterSource.COMMANDLINE
-    n = keys if keys is not None else 2_000 if quick else 100_000
+    n = keys if keys is not None else 20_000 if quick else 500_000
     say: Callable[[str], None] = (lambda _m: None) if as_json else _say
     result = run_bench(db=s.db if explicit else None, keys=n, value_size=value_size, progress=say)
     if as_json:
-        click.echo(fmt.to_json(result))
+        click.echo(fmt.to_json(result.as_dict()))
         return
     rows = [
         (p.name, p.ops, f"{p.seconds:.3f}", f"{p.ops_per_second:,.0f}", f"{p.mb_per_second:.1f}")

@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 import engine
 from engine.storage import LogStore
@@ -43,6 +44,27 @@ class BenchResult:
     phases: list[Phase] = field(default_factory=list)
     index_bytes_per_key: float = 0.0
     note: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        """Every figure, the per-phase rates included."""
+        return {
+            "keys": self.keys,
+            "key_bytes": self.key_bytes,
+            "value_size": self.value_size,
+            "index_bytes_per_key": self.index_bytes_per_key,
+            "note": self.note,
+            "phases": [
+                {
+                    "name": p.name,
+                    "ops": p.ops,
+                    "seconds": p.seconds,
+                    "bytes": p.bytes,
+                    "ops_per_second": p.ops_per_second,
+                    "mb_per_second": p.mb_per_second,
+                }
+                for p in self.phases
+            ],
+        }
 
 
 @contextmanager
