@@ -16,7 +16,7 @@ from cffi import FFI
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-CDEF_HEADERS = ["kv_error.h", "kv_hash.h", "kv_io.h", "kv.h"]
+CDEF_HEADERS = ["kv_error.h", "kv_hash.h", "kv_io.h", "kv.h", "kv_inspect.h"]
 SOURCES = sorted(str(p.relative_to(ROOT)) for p in HERE.glob("kv_*.c"))
 HEADERS = sorted(str(p.relative_to(ROOT)) for p in HERE.glob("kv*.h"))
 
@@ -45,7 +45,7 @@ ffibuilder = FFI()
 ffibuilder.cdef("\n".join(_cdef_region((HERE / h).read_text()) for h in CDEF_HEADERS))
 ffibuilder.set_source(
     "engine._native",
-    '#include "kv.h"\n#include "kv_io.h"\n',
+    '#include "kv.h"\n#include "kv_io.h"\n#include "kv_inspect.h"\n',
     sources=SOURCES,
     include_dirs=[str(HERE.relative_to(ROOT))],
     define_macros=[("KV_PACKAGE_VERSION", f'"{_version()}"')],
