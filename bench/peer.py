@@ -6,8 +6,9 @@ Every store gets a fresh directory under --dir, the same keys and values in
 the same order, and the durability settings listed in bench/peer_stores.py.
 Rounds interleave the stores (round 1: every store, round 2: every store, ...)
 so that noise from a shared machine spreads over all of them; each figure is
-the median over the rounds.  Writes DIR/peer.json, DIR/peer.md and, with
-matplotlib installed, DIR/peer.png (see bench/peer_report.py).
+the median over the rounds.  Open time and peak memory are measured in a
+fresh child process per store (peak RSS is per process).  Writes
+DIR/peer.json, DIR/peer.md and, with matplotlib installed, DIR/peer.png (see bench/peer_report.py).
 """
 
 from __future__ import annotations
@@ -16,11 +17,13 @@ import argparse
 import ctypes
 import gc
 import importlib
+import json
 import os
 import platform
 import random
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -244,8 +247,8 @@ class Bench:
         value = self.big_value
         n = len(value)
         writes = []
-        for i in range(self.cfg.big_reps):
-            path = os.path.join(self.workdir, f"dd-{i}")
+        paths = [os.path.join(self.workdir, f"dd-{i}") for i in range(self.cfg.big_reps)]
+        for path in paths:
             t = clock()
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             view = memoryview(value)
@@ -253,6 +256,9 @@ class Bench:
                 view = view[os.write(fd, view) :]
             os.close(fd)
             writes.append(clock() - t)
+        # The files stay until all are written, as the stores' values stay: unlinking
+        # each at once would hand the same hot pages back to the next write.
+        for path in paths:
             os.unlink(path)
         self.res.baselines.setdefault("page-cache write", []).append(statistics.median(writes))
         # Into an already touched buffer: the copy itself, without page faults.
@@ -276,26 +282,22 @@ class Bench:
         return path
 
     def open_large(self, store: str, path: str) -> None:
-        """Open time (open + the first get), and the peak memory an open store adds per key."""
+        """Open time and the peak memory an open store adds per key, in a fresh process.
+
+        A fresh process because peak RSS is per process, and memory an earlier
+        store freed to the allocator would hide what the next one takes.
+        """
         n = self.cfg.open_keys
-        rng = random.Random(self.cfg.seed)
-        gc.collect()
-        have_peak = reset_peak_rss()
-        before = rss_bytes()
-        t = clock()
-        db = self.open(store, path)
-        first = db.get(db.key(key_of(n // 2)))
+        cmd = [sys.executable, os.path.abspath(__file__), "--open-child", store, path, str(n),
+               str(self.cfg.seed)]  # fmt: skip
+        out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+        got = json.loads(out)
         self.res.add("open 1M-key store" if n == 1_000_000 else f"open {n}-key store", store,
-                     clock() - t)  # fmt: skip
-        assert first is not None, f"{store}: key missing after reopen"
-        get, conv = db.get, db.key
-        for _ in range(1000):
-            get(conv(key_of(rng.randrange(n))))
-        if have_peak:
-            self.res.add("peak memory per key", store, (peak_rss_bytes() - before) / n)
-        if isinstance(db, peer_stores.KVEngine):
-            self.res.add("kvengine index bytes per key", store, db.index_bytes() / n)
-        db.close()
+                     got["open"])  # fmt: skip
+        if got["peak"] is not None:
+            self.res.add("peak memory per key", store, got["peak"])
+        if got["index"] is not None:
+            self.res.add("kvengine index bytes per key", store, got["index"])
 
     # -- the run ------------------------------------------------------------------
     def run(self, progress: Callable[[str], None]) -> Results:
@@ -321,6 +323,29 @@ class Bench:
 def _random_values(count: int, size: int, rng: random.Random) -> list[bytes]:
     blob = rng.randbytes(count * size)
     return [blob[i * size : (i + 1) * size] for i in range(count)]
+
+
+def open_child(store: str, path: str, n: int, seed: int) -> dict[str, float | None]:
+    """In a fresh process: open + the first get, 1000 random gets, the peak RSS they added."""
+    importlib.import_module(peer_stores.MODULES[store])
+    rng = random.Random(seed)
+    probes = [key_of(rng.randrange(n)) for _ in range(1000)]
+    gc.collect()
+    have_peak = reset_peak_rss()
+    before = rss_bytes()
+    t = clock()
+    db = peer_stores.ALL[store](path)
+    first = db.get(db.key(key_of(n // 2)))
+    opened = clock() - t
+    if first is None:
+        raise SystemExit(f"{store}: key missing after reopen")
+    get, conv = db.get, db.key
+    for k in probes:
+        get(conv(k))
+    peak = (peak_rss_bytes() - before) / n if have_peak else None
+    index = db.index_bytes() / n if isinstance(db, peer_stores.KVEngine) else None
+    db.close()
+    return {"open": opened, "peak": peak, "index": index}
 
 
 def available(names: list[str]) -> tuple[list[str], dict[str, str]]:
@@ -383,6 +408,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--open-child"]:
+        store, path, n, seed = argv[1:5]
+        print(json.dumps(open_child(store, path, int(n), int(seed))))
+        return 0
     args = parse_args(argv)
     cfg = Config(args)
     wanted = [s.strip() for s in args.stores.split(",") if s.strip()]
