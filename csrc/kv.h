@@ -37,6 +37,7 @@
 #define KV_DAMAGE_HEADER       4   /* a segment header that failed validation */
 #define KV_DAMAGE_BATCH        5   /* batch members without their commit record, dropped */
 #define KV_DAMAGE_SEALED_TAIL  6   /* invalid bytes at the end of a sealed segment (kept) */
+#define KV_DAMAGE_MANIFEST     7   /* an invalid compaction manifest, ignored (seg_id = its id) */
 
 /* Record kinds in kv_op.type (match FORMAT.md record types). */
 #define KV_OP_PUT     1
@@ -110,6 +111,8 @@ typedef struct kv_stats {
     uint64_t damaged_records;      /* count of damage reports */
     uint64_t writes;               /* records appended since open */
     uint64_t syncs;                /* fdatasync calls since open */
+    uint64_t hinted_segments;      /* segments loaded from their hint file at open */
+    uint64_t hints_rejected;       /* hint files found invalid at open (segment scanned) */
 } kv_stats;
 
 typedef struct kv_seg_info {
@@ -122,6 +125,9 @@ typedef struct kv_seg_info {
     uint64_t dead_bytes;       /* size - header - live - tombstones */
     uint32_t flags;            /* segment header flags */
     int32_t  active;           /* 1 for the segment being appended to */
+    uint64_t min_seq;          /* no record in the file has a smaller sequence number */
+    int32_t  damaged;          /* 1 when damage was reported in it (never compacted) */
+    int32_t  hinted;           /* 1 when a valid hint file describes it */
 } kv_seg_info;
 
 typedef struct kv_damage {
@@ -185,6 +191,61 @@ uint32_t kv_damage_count(kv_db *db);
 int kv_damage_get(kv_db *db, uint32_t i, kv_damage *out);
 
 void kv_buf_free(kv_buf *buf);
+
+/* ---- compaction (docs/FORMAT.md section 7.1) and hint files (section 6) ---- */
+#define KV_COMPACT_DRY_RUN      1   /* decide and count, write nothing */
+#define KV_COMPACT_SEAL_ACTIVE  2   /* seal the active segment first and include it */
+
+/* Reasons a record is dropped (indices of dropped_records / dropped_bytes). */
+#define KV_DROP_OVERWRITTEN  0   /* a newer version of the key exists */
+#define KV_DROP_DELETED      1   /* the key was deleted */
+#define KV_DROP_EXPIRED      2   /* expired at the compaction's now */
+#define KV_DROP_TOMBSTONE    3   /* DELETE / EXPIRE / BATCH_COMMIT no longer needed */
+
+typedef struct kv_compact kv_compact;
+
+typedef struct kv_compact_report {
+    uint64_t segments_in;
+    uint64_t segments_out;
+    uint64_t bytes_in;             /* file bytes of the input segments */
+    uint64_t bytes_out;            /* file bytes of the output segments */
+    uint64_t bytes_read;           /* input bytes consumed so far */
+    uint64_t bytes_total;          /* input bytes to consume */
+    uint64_t bytes_written;        /* record bytes written to outputs (with headers) */
+    uint64_t records_kept;
+    uint64_t expire_tombstones;    /* EXPIRE records written for dropped expired PUTs */
+    uint64_t raced;                /* copies not installed: a write replaced the key meanwhile */
+    uint64_t dropped_records[4];   /* by KV_DROP_* */
+    uint64_t dropped_bytes[4];     /* padded bytes, by KV_DROP_* */
+} kv_compact_report;
+
+/* Starts a compaction of the n sealed segments ids (n 0: every sealed, undamaged
+ * segment) at time now, with KV_COMPACT_* flags.  The work is done by
+ * kv_compact_step calls (each a bounded slice, so the caller can report
+ * progress and stop early) and made visible by kv_compact_finish; neither
+ * holds the writer lock except for brief moments.  kv_compact_free releases the
+ * context, removing unfinished outputs.  One compaction at a time: KV_EBUSY.
+ * Errors: KV_EINVAL (an id that is missing, active or damaged), KV_EREADONLY. */
+int  kv_compact_begin(kv_db *db, uint64_t now, const uint64_t *ids, uint32_t n, int flags,
+                      kv_compact **out);
+/* Consumes about budget input bytes; *finished = 1 when all input is read.
+ * KV_ECORRUPT when an input turned out damaged (the compaction is abandoned). */
+int  kv_compact_step(kv_compact *c, uint64_t budget, int *finished);
+/* Fills the report so far (works at any stage). */
+void kv_compact_progress(const kv_compact *c, kv_compact_report *out);
+/* Makes the outputs durable, switches the index, retires the inputs. */
+int  kv_compact_finish(kv_compact *c, kv_compact_report *out);
+void kv_compact_free(kv_compact *c);
+
+/* Writes the hint files of segments sealed since the last call (a writer's
+ * background duty; also done by kv_close and by compaction). */
+int  kv_hint_flush(kv_db *db);
+
+/* Read-only check of the hint file <id>.hint in the store directory dir
+ * against its segment, without opening the store: 0 when valid; KV_ECORRUPT
+ * with *bad_off the offset in the hint file of the first problem; ENOENT when
+ * the hint (or its segment) does not exist; another errno or KV_ENOMEM. */
+int  kv_hint_check(const char *dir, uint64_t seg_id, uint64_t *bad_off);
 
 /* CDEF-END */
 

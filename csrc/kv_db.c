@@ -69,6 +69,14 @@ void kv_db_unpin(kv_segfile *sf)
     __atomic_sub_fetch(&sf->refs, 1, __ATOMIC_RELEASE);
 }
 
+int kv_db_find_slot(const kv_db *db, uint64_t id)
+{
+    for (uint32_t i = 0; i < KV_MAX_SEGS; i++)
+        if (db->segs[i] && db->segs[i]->id == id)
+            return (int)i;
+    return -1;
+}
+
 /* Creates the next segment and makes it the active one.  Caller holds wlock
  * (or is kv_open, alone with the handle). */
 int kv_db_start_segment(kv_db *db)
@@ -100,6 +108,7 @@ int kv_db_start_segment(kv_db *db)
     sf->fd = fd;
     sf->header_ok = 1;
     sf->size = KV_SEG_HDR_SIZE;
+    sf->min_seq = UINT64_MAX;
     pthread_rwlock_wrlock(&db->ixlock);
     rc = kv_db_new_slot(db, sf, &slot);
     pthread_rwlock_unlock(&db->ixlock);
@@ -110,7 +119,58 @@ int kv_db_start_segment(kv_db *db)
     }
     db->next_seg_id++;
     db->active = slot;
+    kv_hint_buf_free(&db->hint_acc);
+    db->hint_acc_ok = 1;
     return 0;
+}
+
+/* Queues the hint of the segment being sealed for kv_hint_flush (FORMAT.md
+ * section 6): its entries were collected as its records were published, so
+ * writing it costs no read of the segment.  Caller holds wlock. */
+static void queue_hint(kv_db *db, kv_segfile *sf)
+{
+    if (!db->hint_acc_ok || sf->damaged) {
+        kv_hint_buf_free(&db->hint_acc);
+        return;
+    }
+    if (db->npending == db->pending_cap) {
+        uint32_t cap = db->pending_cap ? db->pending_cap * 2 : 8;
+        kv_pending_hint *p = realloc(db->pending, cap * sizeof *p);
+        if (!p) {
+            kv_hint_buf_free(&db->hint_acc); /* no hint: the next open scans the segment */
+            return;
+        }
+        db->pending = p;
+        db->pending_cap = cap;
+    }
+    db->pending[db->npending++] = (kv_pending_hint){sf->id, sf->size, db->hint_acc};
+    kv_hint_buf_init(&db->hint_acc);
+}
+
+/* Seals the active segment: on disk whole (R8: damage there is corruption
+ * from now on), its hint queued.  Caller holds wlock. */
+static int seal(kv_db *db, kv_segfile *cur)
+{
+    int rc = kv_io_datasync(cur->fd);
+    db->syncs++;
+    if (rc) {
+        db->failed = rc;
+        return rc;
+    }
+    __atomic_store_n(&db->synced_seq, db->written_seq, __ATOMIC_RELEASE);
+    queue_hint(db, cur);
+    return 0;
+}
+
+int kv_db_seal_active(kv_db *db)
+{
+    kv_segfile *cur = db->active >= 0 ? db->segs[db->active] : NULL;
+    int rc;
+    if (cur && cur->size == KV_SEG_HDR_SIZE)
+        return 0;
+    if (cur && (rc = seal(db, cur)) != 0)
+        return rc;
+    return kv_db_start_segment(db);
 }
 
 /* Makes room for `need` bytes in the active segment, sealing it and starting a
@@ -122,14 +182,9 @@ static int ensure_room(kv_db *db, uint64_t need)
     if (cur && (cur->size + need <= db->max_seg || cur->size == KV_SEG_HDR_SIZE))
         return 0;
     if (cur) {
-        /* A sealed segment is fully on disk (R8: damage there is corruption). */
-        int rc = kv_io_datasync(cur->fd);
-        db->syncs++;
-        if (rc) {
-            db->failed = rc;
+        int rc = seal(db, cur);
+        if (rc)
             return rc;
-        }
-        __atomic_store_n(&db->synced_seq, db->written_seq, __ATOMIC_RELEASE);
     }
     return kv_db_start_segment(db);
 }
@@ -221,6 +276,14 @@ static int publish(kv_db *db, const char *key, uint32_t klen, const kv_rec *r, u
     } else {
         had_old = kv_index_del(db->ix, key, klen, &old);
         sf->tomb_bytes += padded;
+    }
+    if (!rc) {
+        if (r->seq < sf->min_seq)
+            sf->min_seq = r->seq;
+        if (db->hint_acc_ok &&
+            kv_hint_add(&db->hint_acc, r->type, r->mlen != 0, key, klen, off,
+                        kv_rec_size(r->klen, r->mlen, r->vlen), r->seq, r->expiration) != 0)
+            db->hint_acc_ok = 0; /* out of memory: this segment will be scanned instead */
     }
     if (had_old) {
         kv_segfile *os = db->segs[old.seg];
@@ -548,6 +611,8 @@ int kv_open(const char *path, const kv_options *opt, kv_db **out)
     pthread_mutex_init(&db->synclock, NULL);
     pthread_mutex_init(&db->wlock, NULL);
     pthread_rwlock_init(&db->ixlock, NULL);
+    pthread_mutex_init(&db->compactlock, NULL);
+    kv_hint_buf_init(&db->hint_acc);
     db->segs = calloc(KV_MAX_SEGS, sizeof *db->segs);
     if (!db->segs) {
         rc = KV_ENOMEM;
@@ -580,22 +645,93 @@ fail:
     return rc;
 }
 
+/* Writes the queued hints.  Caller holds compactlock, and not wlock. */
+static int flush_hints(kv_db *db)
+{
+    int rc = 0, wrote = 0;
+    pthread_mutex_lock(&db->wlock);
+    kv_pending_hint *p = db->pending;
+    uint32_t n = db->npending;
+    int skip = db->closed || db->readonly || db->failed;
+    db->pending = NULL;
+    db->npending = db->pending_cap = 0;
+    pthread_mutex_unlock(&db->wlock);
+    for (uint32_t i = 0; i < n; i++) {
+        /* Only compaction (serialised with this by compactlock) retires segments,
+         * so a segment found here stays until the loop ends. */
+        pthread_rwlock_rdlock(&db->ixlock);
+        int slot = skip ? -1 : kv_db_find_slot(db, p[i].seg_id);
+        kv_segfile *sf = slot >= 0 ? db->segs[slot] : NULL;
+        pthread_rwlock_unlock(&db->ixlock);
+        if (sf && sf->size == p[i].data_size && !sf->hinted && !sf->damaged) {
+            int e = kv_hint_write(db->dirfd, p[i].seg_id, p[i].data_size, &p[i].hint);
+            if (!e) {
+                sf->hinted = 1;
+                wrote = 1;
+            } else if (!rc) {
+                rc = e;
+            }
+        }
+        kv_hint_buf_free(&p[i].hint);
+    }
+    free(p);
+    if (wrote) {
+        int e = kv_io_fsync(db->dirfd);
+        if (!rc)
+            rc = e;
+    }
+    return rc;
+}
+
+int kv_hint_flush(kv_db *db)
+{
+    pthread_mutex_lock(&db->compactlock);
+    int rc = flush_hints(db);
+    pthread_mutex_unlock(&db->compactlock);
+    return rc;
+}
+
+/* At close the active segment gets a hint too, describing it at its final
+ * size: the next open reads it instead of the segment, and a writer that
+ * resumes appending removes it first (FORMAT.md section 6).  Caller holds
+ * wlock.  A failure only costs the next open a scan. */
+static void hint_active_at_close(kv_db *db)
+{
+    kv_segfile *sf = db->active >= 0 ? db->segs[db->active] : NULL;
+    if (!sf || db->readonly || db->failed || !db->hint_acc_ok || sf->damaged ||
+        sf->size == KV_SEG_HDR_SIZE)
+        return;
+    if (kv_hint_write(db->dirfd, sf->id, sf->size, &db->hint_acc) == 0)
+        kv_io_fsync(db->dirfd);
+}
+
 int kv_close(kv_db *db)
 {
     int rc = 0;
     if (!db)
         return 0;
+    pthread_mutex_lock(&db->compactlock);
+    if (db->compacting && !db->closed) {
+        pthread_mutex_unlock(&db->compactlock);
+        return KV_EBUSY;
+    }
+    if (!db->closed)
+        flush_hints(db);
     pthread_mutex_lock(&db->synclock);
     pthread_mutex_lock(&db->wlock);
     if (db->closed) {
         pthread_mutex_unlock(&db->wlock);
         pthread_mutex_unlock(&db->synclock);
+        pthread_mutex_unlock(&db->compactlock);
         return KV_ECLOSED;
     }
     if (!db->readonly && !db->failed && db->active >= 0 && db->synced_seq < db->written_seq) {
         rc = kv_io_datasync(db->segs[db->active]->fd);
         db->syncs++;
+        if (rc)
+            db->failed = rc;
     }
+    hint_active_at_close(db);
     pthread_rwlock_wrlock(&db->ixlock);
     db->closed = 1;
     pthread_rwlock_unlock(&db->ixlock);
@@ -619,8 +755,15 @@ int kv_close(kv_db *db)
     if (db->lockfd >= 0)
         kv_io_close(db->lockfd); /* releases the flock */
     db->dirfd = db->lockfd = -1;
+    for (uint32_t i = 0; i < db->npending; i++)
+        kv_hint_buf_free(&db->pending[i].hint);
+    free(db->pending);
+    db->pending = NULL;
+    db->npending = db->pending_cap = 0;
+    kv_hint_buf_free(&db->hint_acc);
     pthread_mutex_unlock(&db->wlock);
     pthread_mutex_unlock(&db->synclock);
+    pthread_mutex_unlock(&db->compactlock);
     return rc;
 }
 
@@ -633,6 +776,7 @@ void kv_free(kv_db *db)
     pthread_mutex_destroy(&db->synclock);
     pthread_mutex_destroy(&db->wlock);
     pthread_rwlock_destroy(&db->ixlock);
+    pthread_mutex_destroy(&db->compactlock);
     free(db->segs);
     free(db->damage);
     free(db);

@@ -10,6 +10,12 @@
  *             the file without any lock
  * A segment's refs pin it: a reader increments refs under ixlock before it
  * reads the file, so a segment is closed only when nobody reads it.
+ *
+ * compactlock (taken before all others) serialises compaction calls and hint
+ * flushes; a compaction holds it only inside each call, never between them,
+ * and takes wlock + ixlock only for short slices (adding its outputs, a
+ * chunk of index switch-over, retiring its inputs), so puts keep flowing.
+ * Segment-table membership (db->segs) changes only under wlock + ixlock.
  */
 #ifndef KV_DB_H
 #define KV_DB_H
@@ -18,6 +24,7 @@
 #include <stdint.h>
 
 #include "kv.h"
+#include "kv_hint.h"
 #include "kv_index.h"
 #include "kv_segment.h"
 
@@ -34,8 +41,19 @@ typedef struct kv_segfile {
     uint64_t live_bytes;       /* padded bytes of records the index points at */
     uint64_t live_records;     /* records the index points at */
     uint64_t tomb_bytes;       /* padded bytes of DELETE / EXPIRE records */
+    uint64_t min_seq;          /* lower bound of the sequence numbers in the file */
+    int      damaged;          /* damage reported: never compacted, no hint */
+    int      hinted;           /* a valid <id>.hint describes the file */
+    int      compacting;       /* an input of the compaction in progress */
     uint32_t refs;             /* readers currently using fd (atomic) */
 } kv_segfile;
+
+/* A sealed segment whose hint waits to be written (kv_hint_flush). */
+typedef struct kv_pending_hint {
+    uint64_t    seg_id;
+    uint64_t    data_size;
+    kv_hint_buf hint;
+} kv_pending_hint;
 
 struct kv_db {
     int              dirfd;        /* the store directory */
@@ -61,6 +79,15 @@ struct kv_db {
     uint64_t         torn_cut;     /* bytes cut off at open */
     uint64_t         writes;       /* records appended */
     uint64_t         syncs;        /* fdatasync calls */
+    pthread_mutex_t  compactlock;
+    int              compacting;   /* a kv_compact context exists */
+    kv_hint_buf      hint_acc;     /* hint entries of the active segment */
+    int              hint_acc_ok;  /* 0: the active segment gets no hint when sealed */
+    kv_pending_hint *pending;      /* sealed segments awaiting their hint (wlock) */
+    uint32_t         npending;
+    uint32_t         pending_cap;
+    uint64_t         hinted_segs;  /* loaded from hints at open */
+    uint64_t         hints_bad;    /* hints rejected at open */
 };
 
 /* kv_db.c */
@@ -68,6 +95,10 @@ int  kv_db_add_damage(kv_db *db, uint64_t seg_id, uint64_t off, uint64_t len, in
 int  kv_db_new_slot(kv_db *db, kv_segfile *sf, uint16_t *slot);
 int  kv_db_start_segment(kv_db *db);
 void kv_db_unpin(kv_segfile *sf);
+/* Seals the active segment if it holds records and starts a new one.  Caller holds wlock. */
+int  kv_db_seal_active(kv_db *db);
+/* Slot of segment id, or -1.  Caller holds wlock or ixlock. */
+int  kv_db_find_slot(const kv_db *db, uint64_t id);
 static inline int kv_expired(uint32_t expiration, uint64_t now)
 {
     return expiration != 0 && now >= expiration;
@@ -79,5 +110,6 @@ static inline uint32_t kv_sat32(uint64_t v)
 
 /* kv_recover.c: rebuilds the index from the segment files (FORMAT.md section 5). */
 int kv_recover(kv_db *db);
+
 
 #endif

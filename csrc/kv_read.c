@@ -208,10 +208,16 @@ int kv_list(kv_db *db, const char *prefix, uint32_t plen, const char *after, uin
 
     *n_out = 0;
     *more = 0;
-    /* Where each listed record lives, for the metadata reads after the lock. */
+    /* Where each listed record lives, for the metadata reads after the lock; the
+     * segment pointers are taken under the lock, as compaction may retire a
+     * segment's table slot once the lock is released (the pin keeps the file). */
     kv_loc *locs = malloc((limit ? limit : 1) * sizeof *locs);
-    if (!locs)
+    kv_segfile **segs = malloc((limit ? limit : 1) * sizeof *segs);
+    if (!locs || !segs) {
+        free(locs);
+        free(segs);
         return KV_ENOMEM;
+    }
     pthread_rwlock_rdlock(&db->ixlock);
     if (db->closed) {
         rc = KV_ECLOSED;
@@ -239,6 +245,7 @@ int kv_list(kv_db *db, const char *prefix, uint32_t plen, const char *after, uin
         it->offset = loc.rec_off;
         used += klen;
         locs[n] = loc;
+        segs[n] = db->segs[loc.seg];
         if (want_meta && (loc.flags & KV_LOC_HAS_META))
             __atomic_add_fetch(&db->segs[loc.seg]->refs, 1, __ATOMIC_ACQUIRE);
         n++;
@@ -248,8 +255,9 @@ unlock:
     if (rc) {
         for (uint32_t i = 0; i < n; i++)
             if (want_meta && (locs[i].flags & KV_LOC_HAS_META))
-                kv_db_unpin(db->segs[locs[i].seg]);
+                kv_db_unpin(segs[i]);
         free(locs);
+        free(segs);
         return rc;
     }
     /* Metadata (and the exact expiration) come from each record's header, key and
@@ -257,7 +265,7 @@ unlock:
     for (uint32_t i = 0; i < n; i++) {
         if (!want_meta || !(locs[i].flags & KV_LOC_HAS_META))
             continue;
-        kv_segfile *sf = db->segs[locs[i].seg];
+        kv_segfile *sf = segs[i];
         kv_list_item *it = &items[i];
         size_t head = KV_REC_HDR_SIZE + (size_t)KV_MAX_KEY + KV_MAX_META;
         if (head > locs[i].rec_len)
@@ -287,6 +295,7 @@ unlock:
         used += r.mlen;
     }
     free(locs);
+    free(segs);
     if (rc)
         return rc;
     *n_out = n;
@@ -355,6 +364,9 @@ static void seg_info(const kv_db *db, uint32_t slot, const uint64_t *exp, kv_seg
                                                           : 0;
     o->flags = sf->flags;
     o->active = (int)slot == db->active;
+    o->min_seq = sf->min_seq;
+    o->damaged = sf->damaged;
+    o->hinted = sf->hinted;
 }
 
 int kv_stats_get(kv_db *db, uint64_t now, kv_stats *out)
@@ -390,6 +402,8 @@ int kv_stats_get(kv_db *db, uint64_t now, kv_stats *out)
     out->damaged_records = db->ndamage;
     out->writes = db->writes;
     out->syncs = __atomic_load_n(&db->syncs, __ATOMIC_RELAXED);
+    out->hinted_segments = db->hinted_segs;
+    out->hints_rejected = db->hints_bad;
 out:
     pthread_rwlock_unlock(&db->ixlock);
     pthread_mutex_unlock(&db->wlock);

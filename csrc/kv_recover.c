@@ -14,6 +14,11 @@
  * While the store opens, DELETE / EXPIRE records sit in the index as
  * tombstone entries so that an older PUT read later cannot win; they are
  * removed once every segment is read.
+ *
+ * Hint files (section 6) stand in for a segment's records when valid; a
+ * segment whose hint is missing or bad is scanned, and a writer then writes
+ * its hint from what the scan applied.  Compaction manifests (section 7.1)
+ * are completed before any segment is read.
  */
 #define _GNU_SOURCE
 #include <dirent.h>
@@ -23,6 +28,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "kv_compact.h"
 #include "kv_db.h"
 #include "kv_io.h"
 
@@ -58,6 +64,7 @@ typedef struct recovery {
     seq_table     seqs;
     pending_batch batch;
     uint64_t      max_seq;
+    kv_hint_buf  *collect;   /* hint entries of the segment being scanned, or NULL */
 } recovery;
 
 static int seq_reserve(seq_table *t, uint32_t id)
@@ -76,9 +83,10 @@ static int seq_reserve(seq_table *t, uint32_t id)
     return 0;
 }
 
-/* Makes the record the key's newest version unless a newer one is known. */
-static int apply(recovery *rv, const uint8_t *key, const kv_rec *r, uint16_t slot, uint64_t off,
-                 int corrupt)
+/* Makes a record the key's newest version unless a newer one is known. */
+static int apply_fields(recovery *rv, const uint8_t *key, uint32_t klen, int type,
+                        uint32_t rec_len, int has_meta, uint64_t seq, uint64_t expiration,
+                        uint16_t slot, uint64_t off, int corrupt)
 {
     kv_loc loc, old;
     int had_old;
@@ -86,28 +94,43 @@ static int apply(recovery *rv, const uint8_t *key, const kv_rec *r, uint16_t slo
     int rc;
 
     loc.rec_off = (uint32_t)off;
-    loc.rec_len = (uint32_t)kv_rec_size(r->klen, r->mlen, r->vlen);
-    loc.expiration = kv_sat32(r->expiration);
+    loc.rec_len = rec_len;
+    loc.expiration = kv_sat32(expiration);
     loc.seg = slot;
     loc.flags = 0;
-    if (r->type != KV_REC_PUT)
+    if (type != KV_REC_PUT)
         loc.flags |= KV_LOC_TOMBSTONE;
-    if (r->mlen)
+    if (has_meta)
         loc.flags |= KV_LOC_HAS_META;
     if (corrupt)
         loc.flags |= KV_LOC_CORRUPT;
-    rc = kv_index_put(rv->db->ix, key, r->klen, &loc, &old, &had_old, &id);
+    rc = kv_index_put(rv->db->ix, key, klen, &loc, &old, &had_old, &id);
     if (rc)
         return rc;
     if ((rc = seq_reserve(&rv->seqs, id)) != 0)
         return rc;
-    if (had_old && rv->seqs.seq[id] > r->seq) {
+    if (had_old && rv->seqs.seq[id] > seq) {
         /* An older record read after a newer one (e.g. from a compaction input). */
-        rc = kv_index_put(rv->db->ix, key, r->klen, &old, &loc, &had_old, NULL);
+        rc = kv_index_put(rv->db->ix, key, klen, &old, &loc, &had_old, NULL);
         return rc;
     }
-    rv->seqs.seq[id] = r->seq;
+    rv->seqs.seq[id] = seq;
     return 0;
+}
+
+static int apply(recovery *rv, const uint8_t *key, const kv_rec *r, uint16_t slot, uint64_t off,
+                 int corrupt)
+{
+    uint64_t len = kv_rec_size(r->klen, r->mlen, r->vlen);
+    int rc = apply_fields(rv, key, r->klen, r->type, (uint32_t)len, r->mlen != 0, r->seq,
+                          r->expiration, slot, off, corrupt);
+    if (!rc && !corrupt && rv->collect &&
+        kv_hint_add(rv->collect, r->type, r->mlen != 0, key, r->klen, off, len, r->seq,
+                    r->expiration) != 0) {
+        kv_hint_buf_free(rv->collect); /* out of memory: no hint for this segment */
+        rv->collect = NULL;
+    }
+    return rc;
 }
 
 static void batch_clear(pending_batch *b)
@@ -227,6 +250,8 @@ static int scan_segment(recovery *rv, uint16_t slot, int newest)
             }
             if (ev.rec.seq > rv->max_seq)
                 rv->max_seq = ev.rec.seq;
+            if (ev.rec.seq < sf->min_seq)
+                sf->min_seq = ev.rec.seq;
             if (ev.rec.type == KV_REC_DELETE || ev.rec.type == KV_REC_EXPIRE)
                 sf->tomb_bytes += ev.end - ev.off;
             if (ev.rec.type == KV_REC_BATCH_COMMIT) {
@@ -300,8 +325,33 @@ static int cmp_u64(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-/* Lists segment ids in the directory; a writer also removes leftover *.tmp files. */
-static int list_segments(kv_db *db, uint64_t **ids_out, uint32_t *n_out)
+static int contains(const uint64_t *ids, uint32_t n, uint64_t id)
+{
+    for (uint32_t i = 0; i < n; i++)
+        if (ids[i] == id)
+            return 1;
+    return 0;
+}
+
+static int push_id(uint64_t **ids, uint32_t *n, uint32_t *cap, uint64_t id)
+{
+    if (*n == *cap) {
+        uint32_t c = *cap ? *cap * 2 : 64;
+        uint64_t *nn = realloc(*ids, c * sizeof *nn);
+        if (!nn)
+            return KV_ENOMEM;
+        *ids = nn;
+        *cap = c;
+    }
+    (*ids)[(*n)++] = id;
+    return 0;
+}
+
+/* Lists segment ids in the directory, leaving out those retired by a
+ * compaction manifest; a writer also removes leftover *.tmp files and hint
+ * files whose segment is gone. */
+static int list_segments(kv_db *db, const uint64_t *retired, uint32_t nretired,
+                         uint64_t **ids_out, uint32_t *n_out)
 {
     int fd = dup(db->dirfd);
     if (fd < 0)
@@ -312,8 +362,8 @@ static int list_segments(kv_db *db, uint64_t **ids_out, uint32_t *n_out)
         close(fd);
         return e;
     }
-    uint64_t *ids = NULL;
-    uint32_t n = 0, cap = 0;
+    uint64_t *ids = NULL, *hints = NULL;
+    uint32_t n = 0, cap = 0, nh = 0, hcap = 0;
     int rc = 0;
     struct dirent *de;
     rewinddir(d);
@@ -325,20 +375,25 @@ static int list_segments(kv_db *db, uint64_t **ids_out, uint32_t *n_out)
                 kv_io_unlinkat(db->dirfd, de->d_name);
             continue;
         }
-        if (len != 20 || !kv_seg_parse_name(de->d_name, &id))
-            continue;
-        if (n == cap) {
-            cap = cap ? cap * 2 : 64;
-            uint64_t *nn = realloc(ids, cap * sizeof *nn);
-            if (!nn) {
-                rc = KV_ENOMEM;
+        if (len == 21 && kv_parse_id_name(de->d_name, ".hint", &id)) {
+            if (!db->readonly && (rc = push_id(&hints, &nh, &hcap, id)) != 0)
                 break;
-            }
-            ids = nn;
+            continue;
         }
-        ids[n++] = id;
+        if (len != 20 || !kv_seg_parse_name(de->d_name, &id) || contains(retired, nretired, id))
+            continue;
+        if ((rc = push_id(&ids, &n, &cap, id)) != 0)
+            break;
     }
     closedir(d);
+    for (uint32_t i = 0; !rc && i < nh; i++) {
+        if (!contains(ids, n, hints[i])) {
+            char name[32];
+            kv_seg_name(name, hints[i], ".hint");
+            kv_io_unlinkat(db->dirfd, name);
+        }
+    }
+    free(hints);
     if (rc) {
         free(ids);
         return rc;
@@ -372,6 +427,7 @@ static int open_segments(kv_db *db, const uint64_t *ids, uint32_t n, uint64_t *s
             return rc;
         }
         sf->id = ids[i];
+        sf->min_seq = UINT64_MAX;
         if ((rc = kv_db_new_slot(db, sf, &slot)) != 0) {
             kv_io_close(sf->fd);
             free(sf);
@@ -417,19 +473,74 @@ static int finish_index(kv_db *db)
     return 0;
 }
 
+/* 1 when damage that makes the segment untrustworthy was reported in it: a
+ * torn tail was cut away, and uncommitted batch members are never applied, so
+ * neither of those counts. */
+static int seg_damaged(const kv_db *db, uint64_t id)
+{
+    for (uint32_t i = 0; i < db->ndamage; i++)
+        if (db->damage[i].seg_id == id && db->damage[i].kind != KV_DAMAGE_TAIL &&
+            db->damage[i].kind != KV_DAMAGE_BATCH)
+            return 1;
+    return 0;
+}
+
+/* Applies the entries of a validated hint file. */
+static int apply_hint(recovery *rv, uint16_t slot, const kv_hint_file *hf)
+{
+    kv_segfile *sf = rv->db->segs[slot];
+    kv_hint_entry e;
+    size_t pos = 0;
+    while (kv_hint_next(hf->data, kv_hint_file_end(hf), &pos, &e)) {
+        int rc = apply_fields(rv, e.key, e.klen, e.type, e.rec_len, e.has_meta, e.seq,
+                              e.expiration, slot, e.rec_off, 0);
+        if (rc)
+            return rc;
+        if (e.seq > rv->max_seq)
+            rv->max_seq = e.seq;
+        if (e.seq < sf->min_seq)
+            sf->min_seq = e.seq;
+        if (e.type != KV_REC_PUT)
+            sf->tomb_bytes += kv_pad8(e.rec_len);
+    }
+    return 0;
+}
+
+/* Turns a loaded hint file into the active segment's hint accumulator (same
+ * layout: header, entries; the trailer is dropped). */
+static void hint_file_to_acc(kv_db *db, kv_hint_file *hf)
+{
+    kv_hint_buf_free(&db->hint_acc);
+    db->hint_acc.data = hf->data;
+    db->hint_acc.cap = hf->size;
+    db->hint_acc.len = kv_hint_file_end(hf);
+    db->hint_acc.count = hf->count;
+    hf->data = NULL;
+    kv_hint_file_free(hf);
+    db->hint_acc_ok = 1;
+}
+
 int kv_recover(kv_db *db)
 {
     recovery rv;
-    uint64_t *ids = NULL, seq_floor = 0;
-    uint32_t n = 0;
-    int rc;
+    uint64_t *ids = NULL, *retired = NULL, seq_floor = 0, max_manifest = 0;
+    uint32_t n = 0, nretired = 0;
+    kv_hint_buf newest_col;
+    kv_hint_file newest_hint;
+    int rc, wrote_hints = 0, newest_from_hint = 0, newest_collected = 0;
 
     memset(&rv, 0, sizeof rv);
+    memset(&newest_hint, 0, sizeof newest_hint);
+    kv_hint_buf_init(&newest_col);
     rv.db = db;
-    if ((rc = list_segments(db, &ids, &n)) != 0)
+    if ((rc = kv_manifests_apply(db, &retired, &nretired, &max_manifest)) != 0)
         return rc;
+    if ((rc = list_segments(db, retired, nretired, &ids, &n)) != 0)
+        goto out;
     if ((rc = open_segments(db, ids, n, &seq_floor)) != 0)
         goto out;
+    if (max_manifest >= db->next_seg_id)
+        db->next_seg_id = max_manifest + 1;
 
     /* The torn-tail candidate: the newest segment a writer appended to. */
     int newest = -1;
@@ -465,30 +576,99 @@ int kv_recover(kv_db *db)
                 goto out;
             continue;
         }
-        if ((rc = scan_segment(&rv, (uint16_t)i, (int)i == newest)) != 0)
+        kv_hint_file hf;
+        uint64_t bad;
+        rc = kv_hint_load(db->dirfd, sf->id, sf->size, &hf, &bad);
+        if (rc == 0) {
+            rc = apply_hint(&rv, (uint16_t)i, &hf);
+            sf->hinted = 1;
+            db->hinted_segs++;
+            if ((int)i == newest && !rc) {
+                newest_hint = hf;
+                newest_from_hint = 1;
+            } else {
+                kv_hint_file_free(&hf);
+            }
+            if (rc)
+                goto out;
+            continue;
+        }
+        if (rc == KV_ENOMEM)
             goto out;
+        if (rc != ENOENT)
+            db->hints_bad++; /* bad or unreadable: the segment is the truth */
+        kv_hint_buf col;
+        kv_hint_buf_init(&col);
+        rv.collect = db->readonly ? NULL : &col;
+        rc = scan_segment(&rv, (uint16_t)i, (int)i == newest);
+        int collected = rv.collect != NULL;
+        rv.collect = NULL;
+        if (rc) {
+            kv_hint_buf_free(&col);
+            goto out;
+        }
+        if (collected && !seg_damaged(db, sf->id)) {
+            if ((int)i == newest) {
+                newest_col = col; /* its fate is known once the active segment is chosen */
+                newest_collected = 1;
+                continue;
+            }
+            if (kv_hint_write(db->dirfd, sf->id, sf->size, &col) == 0) {
+                sf->hinted = 1;
+                wrote_hints = 1;
+            }
+        }
+        kv_hint_buf_free(&col);
     }
     if ((rc = finish_index(db)) != 0)
         goto out;
     db->next_seq = rv.max_seq + 1;
     if (seq_floor > db->next_seq)
         db->next_seq = seq_floor;
+    for (uint32_t i = 0; i < n; i++) {
+        kv_segfile *sf = db->segs[i];
+        if (sf && (!sf->header_ok || seg_damaged(db, sf->id))) {
+            sf->damaged = 1;
+            sf->min_seq = 0; /* damage may hide records of any age */
+        }
+    }
 
     /* A writer continues the newest segment when it is a healthy log segment. */
     if (!db->readonly && newest >= 0 && db->segs[newest]) {
         kv_segfile *sf = db->segs[newest];
-        int healthy = sf->header_ok && sf->size < db->max_seg;
-        for (uint32_t i = 0; healthy && i < db->ndamage; i++)
-            if (db->damage[i].seg_id == sf->id && db->damage[i].kind != KV_DAMAGE_TAIL &&
-                db->damage[i].kind != KV_DAMAGE_BATCH)
-                healthy = 0;
-        if (healthy)
+        int healthy = sf->header_ok && sf->size < db->max_seg && !sf->damaged;
+        if (healthy) {
             db->active = newest;
+            db->hint_acc_ok = 1;
+            if (newest_from_hint) {
+                /* Appending would make the hint stale: it goes first. */
+                char name[32];
+                kv_seg_name(name, sf->id, ".hint");
+                hint_file_to_acc(db, &newest_hint);
+                sf->hinted = 0;
+                if ((rc = kv_io_unlinkat(db->dirfd, name)) != 0 ||
+                    (rc = kv_io_fsync(db->dirfd)) != 0)
+                    goto out;
+            } else {
+                db->hint_acc = newest_col;
+                kv_hint_buf_init(&newest_col);
+                db->hint_acc_ok = newest_collected;
+            }
+        } else if (newest_collected && !sf->damaged &&
+                   kv_hint_write(db->dirfd, sf->id, sf->size, &newest_col) == 0) {
+            sf->hinted = 1;
+            wrote_hints = 1;
+        }
     }
+    if (wrote_hints)
+        rc = kv_io_fsync(db->dirfd);
 out:
+    kv_hint_buf_free(&newest_col);
+    kv_hint_file_free(&newest_hint);
     batch_clear(&rv.batch);
     free(rv.batch.recs);
     free(rv.seqs.seq);
     free(ids);
+    free(retired);
     return rc;
 }

@@ -202,11 +202,22 @@ class Store:
             damage=log.damage(),
         )
 
-    def compact(self) -> CompactionReport:
-        """Runs a full compaction now: reclaims overwritten, deleted and expired records."""
-        if self.readonly:
+    def compact(
+        self,
+        *,
+        dry_run: bool = False,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> CompactionReport:
+        """Runs a full compaction now: reclaims overwritten, deleted and expired records.
+
+        Expiry is judged at the store clock's now.  With ``dry_run`` nothing is
+        written and the report says what a real pass would reclaim.  ``progress``
+        is called as progress(done_bytes, total_bytes) while the input is read.
+        Reads and writes from other threads carry on during the pass.
+        """
+        if self.readonly and not dry_run:
             raise ReadOnlyError("compact: store is open read-only")
-        return self._log.compact(self._clock(), segments="all")
+        return self._log.compact(self._clock(), "all", dry_run=dry_run, progress=progress)
 
 
 class Namespace:

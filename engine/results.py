@@ -94,7 +94,10 @@ class CompactionReport:
     deleted), ``"expired"`` (past its expiration at the pass's clock) and
     ``"tombstone"`` (a DELETE or EXPIRE record no longer needed).  Byte figures
     count records with their padding; ``bytes_before``/``bytes_after`` are the
-    disk bytes of every segment file of the store.
+    disk bytes of every segment file of the store (for a dry run, ``bytes_after``
+    is the prediction).  ``expire_tombstones`` counts EXPIRE records written in
+    place of expired values that could still shadow an older version elsewhere;
+    ``raced`` counts copies made obsolete by writes during the pass.
     """
 
     segments_in: int
@@ -107,6 +110,8 @@ class CompactionReport:
     bytes_dropped: dict[str, int]
     seconds: float
     dry_run: bool = False
+    expire_tombstones: int = 0
+    raced: int = 0
 
     @property
     def bytes_reclaimed(self) -> int:

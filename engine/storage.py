@@ -1,9 +1,11 @@
 """The bytes-level log store: a thin, thread-safe Python face of the C handle.
 
 Keys, metadata and values are bytes here; this layer knows nothing of Workers
-KV.  It adds what does not belong in C: the background thread of the
-``"interval"`` sync mode, spooling of streamed values of unknown length, and
-conversion of results to Python objects.
+KV.  It adds what does not belong in C: the background maintenance thread (the
+``"interval"`` sync mode, writing the hint files of sealed segments, and the
+compaction policy of ``auto_compact``), the driving of a compaction pass in
+slices (progress, stopping at close), spooling of streamed values of unknown
+length, and conversion of results to Python objects.
 """
 
 from __future__ import annotations
@@ -17,15 +19,26 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 from engine._ffi import check, ffi, lib, raise_error
-from engine.errors import LimitError
+from engine.compaction import CompactionPolicy, choose_segments
+from engine.errors import LimitError, StoreClosedError
+
+if TYPE_CHECKING:
+    from engine.results import CompactionReport
 
 SYNC_MODES = {"os": lib.KV_SYNC_OS, "interval": lib.KV_SYNC_OS, "always": lib.KV_SYNC_ALWAYS}
 DEFAULT_MAX_SEGMENT_BYTES = 256 * 1024 * 1024
 SPOOL_IN_MEMORY = 1 << 20  # streamed values up to this size never touch a spool file
 _BIG_BUFFER = 4 << 20  # a per-thread read buffer grown past this is released after use
+_COMPACT_SLICE = 8 << 20  # input bytes per C call of a compaction pass (one progress report)
+_DROP_REASONS = {
+    "overwritten": lib.KV_DROP_OVERWRITTEN,
+    "deleted": lib.KV_DROP_DELETED,
+    "expired": lib.KV_DROP_EXPIRED,
+    "tombstone": lib.KV_DROP_TOMBSTONE,
+}
 
 
 class Record(NamedTuple):
@@ -69,6 +82,9 @@ class SegmentInfo:
     dead_bytes: int
     compacted: bool
     active: bool
+    min_seq: int = 0
+    damaged: bool = False
+    hinted: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +104,7 @@ _DAMAGE_KINDS = {
     lib.KV_DAMAGE_HEADER: "bad segment header",
     lib.KV_DAMAGE_BATCH: "uncommitted batch dropped",
     lib.KV_DAMAGE_SEALED_TAIL: "invalid bytes at end of sealed segment",
+    lib.KV_DAMAGE_MANIFEST: "invalid compaction manifest ignored",
 }
 
 
@@ -163,14 +180,16 @@ class LogStore:
         max_segment_bytes: int = DEFAULT_MAX_SEGMENT_BYTES,
         auto_compact: bool = False,
         clock: Callable[[], float] | None = None,
+        compaction_policy: CompactionPolicy | None = None,
     ) -> None:
         if sync not in SYNC_MODES:
             raise ValueError(f"sync must be one of {sorted(SYNC_MODES)}, not {sync!r}")
         self.path = os.fspath(path)
         self.readonly = readonly
         self.sync_mode = sync
-        self.auto_compact = auto_compact
+        self.auto_compact = auto_compact and not readonly
         self.clock = clock if clock is not None else time.time
+        self.compaction_policy = compaction_policy or CompactionPolicy()
         opts = ffi.new("kv_options *")
         opts.max_segment_bytes = max_segment_bytes
         opts.sync_mode = SYNC_MODES[sync]
@@ -181,27 +200,48 @@ class LogStore:
         self._tls = _ThreadBuffers()
         self._closed = False
         self._stop = threading.Event()
-        self._syncer: threading.Thread | None = None
-        if sync == "interval" and not readonly:
-            self._syncer = threading.Thread(
-                target=self._sync_every_second, name="kvengine-sync", daemon=True
+        # One compaction at a time, and close() waits for the one running.
+        self._compact_lock = threading.Lock()
+        self._worker: threading.Thread | None = None
+        if not readonly and (sync == "interval" or self.auto_compact):
+            self._worker = threading.Thread(
+                target=self._maintain, name="kvengine-maintenance", daemon=True
             )
-            self._syncer.start()
+            self._worker.start()
 
     # -- lifecycle ---------------------------------------------------------------
-    def _sync_every_second(self) -> None:
+    def _maintain(self) -> None:
+        """Background duties: sync once a second ("interval" mode), write the hints of
+        sealed segments, and run the compaction policy every ``policy.interval`` seconds.
+        """
+        policy = self.compaction_policy
+        next_look = time.monotonic() + policy.interval
         while not self._stop.wait(1.0):
-            if lib.kv_sync(self._db) != 0:
+            if self.sync_mode == "interval" and lib.kv_sync(self._db) != 0:
                 return  # the error surfaces on the next write or close
+            # A hint that could not be written is no loss: its segment is scanned at open.
+            lib.kv_hint_flush(self._db)
+            if self.auto_compact and time.monotonic() >= next_look:
+                next_look = time.monotonic() + policy.interval
+                try:
+                    self.compact(self.clock(), "auto")
+                except StoreClosedError:
+                    return
+                except Exception:
+                    # A failed pass must not end the thread.  A fatal error surfaces on
+                    # the next write; damage found in an input is in damage(), and that
+                    # segment is not chosen again.
+                    continue
 
     def close(self) -> None:
         if self._closed:
             return
         self._closed = True
         self._stop.set()
-        if self._syncer is not None:
-            self._syncer.join()
-        check(lib.kv_close(self._db), "close", self.path)
+        if self._worker is not None:
+            self._worker.join()
+        with self._compact_lock:  # a compaction in another thread stops at its next slice
+            check(lib.kv_close(self._db), "close", self.path)
 
     @property
     def closed(self) -> bool:
@@ -417,9 +457,122 @@ class LogStore:
                 dead_bytes=s.dead_bytes,
                 compacted=bool(s.flags & 1),
                 active=bool(s.active),
+                min_seq=s.min_seq,
+                damaged=bool(s.damaged),
+                hinted=bool(s.hinted),
             )
             for s in (arr[i] for i in range(min(n[0], len(arr))))
         ]
+
+    # -- compaction --------------------------------------------------------------
+    def compact(
+        self,
+        now: float,
+        segments: Literal["all", "auto"] | builtins.list[int] = "all",
+        *,
+        dry_run: bool = False,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> CompactionReport:
+        """Rewrites sealed segments without their overwritten, deleted and expired records.
+
+        segments: "all" seals the active segment and compacts every undamaged segment
+            (a full pass: afterwards no tombstone is left that nothing needs); "auto"
+            takes the policy's choice (``compaction_policy``); or a list of segment ids.
+        now: expiry is judged at this time (seconds since the epoch).
+        dry_run: decide and count exactly as a real pass would, writing nothing.
+        progress: called as progress(done_bytes, total_bytes) from this thread as the
+            input is read.
+
+        Reads and writes carry on meanwhile; a write racing the pass wins.  Raises
+        CorruptionError when an input turns out damaged (it is then left alone and
+        reported by damage()), BusyError when another compaction runs.
+        """
+        from engine.results import CompactionReport
+
+        started = time.perf_counter()
+        with self._compact_lock:
+            if self._closed:
+                raise StoreClosedError("compact: store is closed")
+            flags = lib.KV_COMPACT_DRY_RUN if dry_run else 0
+            if segments == "all":
+                ids: builtins.list[int] = []
+                flags |= lib.KV_COMPACT_SEAL_ACTIVE
+            elif segments == "auto":
+                policy = self.compaction_policy
+                ids = choose_segments(self.segments(now - policy.expiry_grace), policy)
+            else:
+                ids = [int(i) for i in segments]
+            before = self._disk_bytes(now)
+            if segments != "all" and not ids:
+                report = ffi.new("kv_compact_report *")
+            else:
+                report = self._run_compaction(now, ids, flags, progress)
+            after = before - report.bytes_in + report.bytes_out
+            if not dry_run:
+                after = self._disk_bytes(now)
+        return CompactionReport(
+            segments_in=int(report.segments_in),
+            segments_out=int(report.segments_out),
+            bytes_before=before,
+            bytes_after=after,
+            bytes_read=int(report.bytes_read),
+            bytes_written=int(report.bytes_written),
+            records_dropped={k: int(report.dropped_records[v]) for k, v in _DROP_REASONS.items()},
+            bytes_dropped={k: int(report.dropped_bytes[v]) for k, v in _DROP_REASONS.items()},
+            seconds=time.perf_counter() - started,
+            dry_run=dry_run,
+            expire_tombstones=int(report.expire_tombstones),
+            raced=int(report.raced),
+        )
+
+    def _run_compaction(
+        self,
+        now: float,
+        ids: builtins.list[int],
+        flags: int,
+        progress: Callable[[int, int], None] | None,
+    ) -> Any:
+        """Drives one pass slice by slice (each C call releases the GIL). Caller holds
+        _compact_lock."""
+        ctx = ffi.new("kv_compact **")
+        arr = ffi.new("uint64_t[]", ids) if ids else ffi.NULL
+        check(lib.kv_compact_begin(self._db, int(now), arr, len(ids), flags, ctx), "compact")
+        c = ctx[0]
+        report = ffi.new("kv_compact_report *")
+        finished = ffi.new("int *")
+        try:
+            while not finished[0]:
+                if self._stop.is_set() and self._closed:
+                    raise StoreClosedError("compact: store is closing")
+                rc = lib.kv_compact_step(c, _COMPACT_SLICE, finished)
+                if rc:
+                    self._raise_compaction_error(rc)
+                if progress is not None:
+                    lib.kv_compact_progress(c, report)
+                    progress(int(report.bytes_read), int(report.bytes_total))
+            rc = lib.kv_compact_finish(c, report)
+            if rc:
+                self._raise_compaction_error(rc)
+            return report
+        finally:
+            lib.kv_compact_free(c)
+
+    def _raise_compaction_error(self, rc: int) -> None:
+        if rc == lib.KV_ECORRUPT:
+            found = [d for d in self.damage() if d.kind in ("damaged record", "damaged region")]
+            where = found[-1] if found else None
+            raise_error(
+                rc, "compact", where.path if where else self.path, where.offset if where else None
+            )
+        raise_error(rc, "compact", self.path)
+
+    def _disk_bytes(self, now: float) -> int:
+        return self.stats(now)["disk_bytes"]
+
+    def flush_hints(self) -> None:
+        """Writes the hint files of segments sealed since the last flush (the
+        maintenance thread and close do this on their own)."""
+        check(lib.kv_hint_flush(self._db), "write hints", self.path)
 
     def damage(self) -> builtins.list[Damage]:
         out = ffi.new("kv_damage *")
@@ -437,6 +590,26 @@ class LogStore:
         return result
 
 
+def check_hint(store_dir: str, seg_id: int) -> None:
+    """Checks the hint file of segment ``seg_id`` in ``store_dir`` without opening the store.
+
+    Reads ``<seg_id>.hint`` and its segment's size, and validates the hint whole
+    (docs/FORMAT.md section 6: header, whole-file checksum, every entry within
+    bounds of the segment, entry count, recorded segment size).  Returns None
+    when the hint is valid.  Raises CorruptionError whose ``path`` is the hint
+    file and ``offset`` the byte offset in it of the first problem found, and
+    EngineIOError (errno ENOENT) when the hint or its segment does not exist.
+    Safe to run while a writer has the store open: it only reads.
+    """
+    path = os.path.join(os.fspath(store_dir), f"{seg_id:016x}.hint")
+    bad = ffi.new("uint64_t *")
+    rc = lib.kv_hint_check(os.fsencode(os.fspath(store_dir)), seg_id, bad)
+    if rc == lib.KV_ECORRUPT:
+        raise_error(rc, "check hint", path, int(bad[0]))
+    if rc:
+        raise_error(rc, "check hint", path)
+
+
 class StreamTooLarge(LimitError):
     """A streamed value passed its limit; `size` is the length counted so far."""
 
@@ -447,6 +620,7 @@ class StreamTooLarge(LimitError):
 
 __all__ = [
     "BatchOp",
+    "CompactionPolicy",
     "Damage",
     "ListedKey",
     "LogStore",
@@ -454,4 +628,5 @@ __all__ = [
     "SegmentInfo",
     "StreamTooLarge",
     "ValueStream",
+    "check_hint",
 ]
