@@ -235,6 +235,8 @@ class LogStore:
         Returns the value's length.  Past `limit` bytes it raises LimitError with
         the length counted so far and writes nothing.
         """
+        if self.readonly:  # refused before a spool file is made in a directory not ours to write
+            raise_error(lib.KV_EREADONLY, "put", self.path)
         held: list[bytes] = []
         size = 0
         spool: tempfile._TemporaryFileWrapper[bytes] | None = None
