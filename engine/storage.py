@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import builtins
 import io
+import logging
 import os
 import struct
 import tempfile
@@ -24,6 +25,7 @@ from engine.errors import LimitError
 
 SYNC_MODES = {"os": lib.KV_SYNC_OS, "interval": lib.KV_SYNC_OS, "always": lib.KV_SYNC_ALWAYS}
 DEFAULT_MAX_SEGMENT_BYTES = 256 * 1024 * 1024
+_LOG = logging.getLogger("engine")
 SPOOL_IN_MEMORY = 1 << 20  # streamed values up to this size never touch a spool file
 _BIG_BUFFER = 4 << 20  # a per-thread read buffer grown past this is released after use
 
@@ -180,6 +182,11 @@ class LogStore:
         self._db = ffi.gc(out[0], lib.kv_free)
         self._tls = _ThreadBuffers()
         self._closed = False
+        for damage in self.damage():  # also in stats(); a log line makes it seen
+            _LOG.warning(
+                "%s: %s at offset %d (%d bytes)",
+                damage.path, damage.kind, damage.offset, damage.length,
+            )  # fmt: skip
         self._stop = threading.Event()
         self._syncer: threading.Thread | None = None
         if sync == "interval" and not readonly:
