@@ -50,3 +50,26 @@ def test_get(benchmark, store: LogStore, size: str) -> None:  # type: ignore[no-
         assert store.get(next(cycle), 0) is not None
 
     benchmark.pedantic(get, rounds=rounds, iterations=1)
+
+
+LIST_KEYS = 1_000_000
+
+
+@pytest.fixture(scope="module")
+def million(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LogStore]:
+    """1M keys in 1,000 prefixes of 1,000 keys ("p000/..." .. "p999/...")."""
+    s = LogStore(os.path.join(tmp_path_factory.mktemp("list"), "db"), max_segment_bytes=1 << 30)
+    for i in range(LIST_KEYS):
+        s.put(b"p%03d/key%08d" % (i % 1000, i), b"")
+    yield s
+    s.close()
+
+
+def test_list_1000_of_1m(benchmark, million: LogStore) -> None:  # type: ignore[no-untyped-def]
+    prefixes = itertools.cycle([b"p%03d/" % i for i in range(0, 1000, 7)])
+
+    def page() -> None:
+        keys, more = million.list(next(prefixes), b"", 0, 1000)
+        assert len(keys) == 1000 and not more
+
+    benchmark.pedantic(page, rounds=300, iterations=1)

@@ -984,8 +984,9 @@ static int key_ok(const void *key, uint32_t klen)
 int kv_index_get(const kv_index *ix, const void *key, uint32_t klen, kv_loc *loc)
 {
     ix_where w;
+    /* A key the index cannot hold is absent: callers test the result as a boolean. */
     if (!ix || !key_ok(key, klen))
-        return KV_EINVAL;
+        return 0;
     if (!ix_find(ix, ix_hash(key, klen), key, klen, &w))
         return 0;
     if (loc)
@@ -1073,7 +1074,7 @@ int kv_index_del(kv_index *ix, const void *key, uint32_t klen, kv_loc *old)
 {
     ix_where w;
     if (!ix || !key_ok(key, klen))
-        return KV_EINVAL;
+        return 0;
     const uint32_t h = ix_hash(key, klen);
     ht_migrate(ix, ix->mig_step);
     if (!ix_find(ix, h, key, klen, &w))

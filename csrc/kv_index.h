@@ -48,7 +48,8 @@ void     kv_index_free(kv_index *ix);
 uint32_t kv_index_count(const kv_index *ix);          /* live keys */
 size_t   kv_index_memory(const kv_index *ix);         /* bytes currently allocated by the index */
 
-/* 1 and *loc filled when key is present, 0 when not. */
+/* 1 and *loc filled when key is present, 0 when not (also for a key longer than
+ * KV_INDEX_MAX_KEY or NULL with klen > 0: such a key cannot be in the index). */
 int kv_index_get(const kv_index *ix, const void *key, uint32_t klen, kv_loc *loc);
 
 /* Insert or replace.  *had_old = 1 and *old = previous location when the key was
@@ -61,7 +62,8 @@ int kv_index_put(kv_index *ix, const void *key, uint32_t klen, const kv_loc *loc
 int kv_index_replace_if(kv_index *ix, const void *key, uint32_t klen,
                         uint16_t expect_seg, uint32_t expect_off, const kv_loc *loc);
 
-/* Remove.  Returns 1 and fills *old (may be NULL) when the key was present, 0 otherwise. */
+/* Remove.  Returns 1 and fills *old (may be NULL) when the key was present, 0 otherwise
+ * (an invalid key included, as for kv_index_get). */
 int kv_index_del(kv_index *ix, const void *key, uint32_t klen, kv_loc *old);
 
 /* Entry access by id (ids are < kv_index_id_limit()); returns 0 for a free id. */

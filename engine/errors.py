@@ -92,6 +92,12 @@ class OutOfMemoryError(EngineError, MemoryError):
     C_NAME = "KV_ENOMEM"
 
 
+class NotFoundError(EngineError):
+    """The core found no such key.  Internal: the public API reports absence by value."""
+
+    C_NAME = "KV_ENOTFOUND"
+
+
 class EngineIOError(EngineError, OSError):
     """A system call on a store file failed; ``errno`` and ``filename`` say which."""
 
@@ -107,4 +113,5 @@ CODED_ERRORS: tuple[type[EngineError], ...] = (
     InvalidArgumentError,
     BusyError,
     OutOfMemoryError,
+    NotFoundError,
 )

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import builtins
 import io
+import logging
 import os
 import struct
 import tempfile
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
 
 SYNC_MODES = {"os": lib.KV_SYNC_OS, "interval": lib.KV_SYNC_OS, "always": lib.KV_SYNC_ALWAYS}
 DEFAULT_MAX_SEGMENT_BYTES = 256 * 1024 * 1024
+_LOG = logging.getLogger("engine")
 SPOOL_IN_MEMORY = 1 << 20  # streamed values up to this size never touch a spool file
 _BIG_BUFFER = 4 << 20  # a per-thread read buffer grown past this is released after use
 _COMPACT_SLICE = 8 << 20  # input bytes per C call of a compaction pass (one progress report)
@@ -199,6 +201,11 @@ class LogStore:
         self._db = ffi.gc(out[0], lib.kv_free)
         self._tls = _ThreadBuffers()
         self._closed = False
+        for damage in self.damage():  # also in stats(); a log line makes it seen
+            _LOG.warning(
+                "%s: %s at offset %d (%d bytes)",
+                damage.path, damage.kind, damage.offset, damage.length,
+            )  # fmt: skip
         self._stop = threading.Event()
         # One compaction at a time, and close() waits for the one running.
         self._compact_lock = threading.Lock()
@@ -275,6 +282,8 @@ class LogStore:
         Returns the value's length.  Past `limit` bytes it raises LimitError with
         the length counted so far and writes nothing.
         """
+        if self.readonly:  # refused before a spool file is made in a directory not ours to write
+            raise_error(lib.KV_EREADONLY, "put", self.path)
         held: list[bytes] = []
         size = 0
         spool: tempfile._TemporaryFileWrapper[bytes] | None = None

@@ -152,6 +152,17 @@ def test_truncate_newest_segment_at_every_offset_of_its_last_three_records(
             reopened.close()
 
 
+def test_torn_tail_is_logged(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    path = tmp_path / "store"
+    _, newest = _build_two_segments(path)
+    seg = path / fmt.segment_file_name(newest)
+    os.truncate(seg, seg.stat().st_size - 10)  # into the last record's value
+    with caplog.at_level("WARNING", logger="engine"):
+        LogStore(path).close()
+    (line,) = [r.getMessage() for r in caplog.records]
+    assert seg.name in line and "torn tail cut off" in line
+
+
 def test_readonly_open_reports_torn_tail_and_changes_nothing(tmp_path: Path) -> None:
     path = tmp_path / "store"
     _, newest = _build_two_segments(path)
@@ -333,3 +344,33 @@ def test_huge_length_fields_cost_no_memory(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stderr
     assert int(out.stdout) >= 2
     assert resource.RLIMIT_AS  # the cap exists on this platform
+
+
+# -- interrupted segment creation ---------------------------------------------------------
+@pytest.mark.parametrize("size", [0, 10, 63, 64])
+def test_half_created_newest_segment_is_removed(tmp_path: Path, size: int) -> None:
+    path = tmp_path / "store"
+    good = fmt.encode_segment_header(1) + fmt.encode_record(fmt.PUT, b"k", b"v", seq=1)
+    header = bytearray(fmt.encode_segment_header(2, seq_floor=2))
+    header[60] ^= 0xFF  # the header's own checksum does not match: never finished
+    segments = {1: good, 2: bytes(header[:size])}
+    write_segments(path, segments)
+    ro = LogStore(path, readonly=True)  # a reader reports it and removes nothing
+    try:
+        assert [d.kind for d in ro.damage()] == ["bad segment header"]
+        assert ro.get(b"k", 0).value == b"v"
+    finally:
+        ro.close()
+    assert (path / fmt.segment_file_name(2)).exists()
+    store = assert_matches_oracle(path, segments, {b"k"})
+    try:
+        assert store.damage() == []
+        assert not (path / fmt.segment_file_name(2)).exists()
+        store.put(b"k2", b"v2")
+    finally:
+        store.close()
+    store = LogStore(path)
+    try:
+        assert (store.get(b"k", 0).value, store.get(b"k2", 0).value) == (b"v", b"v2")
+    finally:
+        store.close()
