@@ -154,13 +154,24 @@ static int batch_commit(recovery *rv, const kv_scan_event *ev, uint16_t slot)
     uint64_t first = kv_get64(v);
     uint32_t count = kv_get32(v + 8);
     pending_batch *b = &rv->batch;
+    uint32_t start = 0;
     int rc = 0;
 
-    if (b->n == 0 || b->recs[0].rec.seq != first) {
-        batch_clear(b);
-        return 0; /* a commit without its members: nothing to apply */
+    /* Members older than this batch are what is left of an earlier batch whose
+     * writer died before its commit (the retried batch may follow right after
+     * them): they are dropped and reported, and must not cost this batch. */
+    while (start < b->n && b->recs[start].rec.seq < first)
+        start++;
+    if (start > 0) {
+        uint64_t end = start < b->n ? b->recs[start].off : ev->off;
+        rc = kv_db_add_damage(rv->db, rv->db->segs[slot]->id, b->first_off, end - b->first_off,
+                              KV_DAMAGE_BATCH);
     }
-    for (uint32_t i = 0; i < b->n && !rc; i++) {
+    if (rc || start == b->n || b->recs[start].rec.seq != first) {
+        batch_clear(b);
+        return rc; /* a commit without its members: nothing to apply */
+    }
+    for (uint32_t i = start; i < b->n && !rc; i++) {
         if (b->recs[i].rec.seq < first + count)
             rc = apply(rv, b->recs[i].key, &b->recs[i].rec, slot, b->recs[i].off, 0);
     }
