@@ -196,7 +196,8 @@ static int scan_segment(recovery *rv, uint16_t slot, int newest)
     if ((rc = kv_scan_init(&sc, sf->fd, scan_size, KV_SEG_HDR_SIZE)) != 0)
         return rc;
     while ((rc = kv_scan_next(&sc, &ev)) == 0 && ev.kind != KV_SCAN_END) {
-        const uint8_t *key = ev.data + KV_REC_HDR_SIZE;
+        /* A region event carries no data (NULL: no offset may be applied to it). */
+        const uint8_t *key = ev.data ? ev.data + KV_REC_HDR_SIZE : NULL;
         if (ev.kind == KV_SCAN_REGION) {
             rc = batch_drop(rv, sf, ev.off);
             if (!rc)
