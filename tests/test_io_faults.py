@@ -23,11 +23,13 @@ import errno
 import itertools
 import os
 import resource
+import shutil
 import signal
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from _tools import scratch_dir
 
 from engine._ffi import lib
 from engine.errors import EngineError, EngineIOError, StoreFailedError
@@ -211,12 +213,14 @@ FAULTS = [
 @pytest.mark.parametrize(
     ("cls", "err"), FAULTS, ids=[f"{c}-{errno.errorcode[e]}" for c, e in FAULTS]
 )
-def test_fault_at_every_call(
-    tmp_path: Path, sync: str, persistent: bool, cls: str, err: int
-) -> None:
-    calls = calls_made(tmp_path / "count", sync)[cls]
-    for nth in range(1, calls + 2):
-        run_with_fault(tmp_path / f"s{nth}", sync, cls, nth, err, persistent)
+def test_fault_at_every_call(sync: str, persistent: bool, cls: str, err: int) -> None:
+    base = Path(scratch_dir("kv-faults-"))
+    try:
+        calls = calls_made(base / "count", sync)[cls]
+        for nth in range(1, calls + 2):
+            run_with_fault(base / f"s{nth}", sync, cls, nth, err, persistent)
+    finally:
+        shutil.rmtree(base)
 
 
 @pytest.mark.parametrize("sync", ["os", "always"])
