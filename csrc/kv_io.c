@@ -142,6 +142,8 @@ static void journal_add(int kind, int fd, int flags, uint64_t off, uint64_t len,
     j->data_at = blob_len;
     for (uint64_t left = len; left > 0; iov++) {
         size_t n = iov->iov_len < left ? iov->iov_len : (size_t)left;
+        if (n == 0)
+            continue; /* an empty part may have a NULL base (no metadata, say) */
         memcpy(blob + blob_len, iov->iov_base, n);
         blob_len += n;
         left -= n;
