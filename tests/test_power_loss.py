@@ -1,9 +1,9 @@
 """Simulated power loss (tools/power_loss.py): every state a power cut could leave at every
 journaled I/O call keeps every write acknowledged under sync="always", and nothing else.
 
-The default run explores three seeded workloads; the slow run 25 longer ones.  The harness is
-shown to have teeth: with an fsync removed from the journal, or writes acknowledged before
-their fsync, it finds lost acknowledged writes.
+The default run explores a few seeded workloads per sync mode; the slow run 25 longer ones.
+The harness is shown to have teeth: with an fsync removed from the journal, or writes
+acknowledged before their fsync, it finds lost acknowledged writes.
 """
 
 from __future__ import annotations
@@ -39,6 +39,16 @@ def test_every_crash_point(base: str, seed: int) -> None:
     run = _run(base, seed, 30)
     figures = pl.explore(run, os.path.join(base, "state"), seed)
     assert figures.crash_points == len(run.events) + 1
+    assert figures.states > figures.crash_points
+
+
+@pytest.mark.parametrize("seed", [4, 5])
+def test_buffered_writes_with_explicit_syncs(base: str, seed: int) -> None:
+    """sync="os": what sync() covered survives; the rest is a prefix, or a reported hole."""
+    ops = pl.workload(seed, 30, COMPACTION, syncs=True)
+    assert any(op.kind == "sync" for op in ops)
+    run = pl.record(os.path.join(base, "w"), ops, "os")
+    figures = pl.explore(run, os.path.join(base, "state"), seed)
     assert figures.states > figures.crash_points
 
 
