@@ -15,6 +15,7 @@ import contextlib
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -84,6 +85,20 @@ def file_contents(draw: st.DrawFn) -> bytes:
 directories = st.dictionaries(st.sampled_from(NAMES), file_contents(), max_size=5)
 
 
+@contextlib.contextmanager
+def _store_dir(files: dict[str, bytes]) -> Iterator[Path]:
+    """A scratch store directory holding exactly `files`."""
+    base = Path(scratch_dir("kv-fuzz-"))
+    try:
+        path = base / "store"
+        path.mkdir(mode=0o700)
+        for name, data in files.items():
+            (path / name).write_bytes(data)
+        yield path
+    finally:
+        shutil.rmtree(base)
+
+
 def _exercise(path: Path, readonly: bool) -> None:
     try:
         db = engine.open(path, readonly=readonly, auto_compact=False, max_segment_bytes=4096)
@@ -110,12 +125,7 @@ def _exercise(path: Path, readonly: bool) -> None:
 @settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(files=directories, readonly=st.booleans())
 def test_open_over_arbitrary_directory_contents(files: dict[str, bytes], readonly: bool) -> None:
-    base = Path(scratch_dir("kv-fuzz-"))
-    try:
-        path = base / "store"
-        path.mkdir(mode=0o700)
-        for name, data in files.items():
-            (path / name).write_bytes(data)
+    with _store_dir(files) as path:
         _exercise(path, readonly)
         # The storage layer directly, and a second open after whatever the first one repaired.
         try:
@@ -130,8 +140,6 @@ def test_open_over_arbitrary_directory_contents(files: dict[str, bytes], readonl
             pass
         finally:
             log.close()
-    finally:
-        shutil.rmtree(base)
 
 
 @pytest.mark.skipif(
@@ -144,13 +152,6 @@ def test_inspect_over_arbitrary_directory_contents(files: dict[str, bytes]) -> N
     from click.testing import CliRunner
     from engine.cli import main  # type: ignore[attr-defined]
 
-    base = Path(scratch_dir("kv-fuzz-cli-"))
-    try:
-        path = base / "store"
-        path.mkdir(mode=0o700)
-        for name, data in files.items():
-            (path / name).write_bytes(data)
+    with _store_dir(files) as path:
         result = CliRunner().invoke(main, ["inspect", str(path)])
         assert result.exception is None or isinstance(result.exception, SystemExit), result.output
-    finally:
-        shutil.rmtree(base)
