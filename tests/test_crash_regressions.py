@@ -34,6 +34,8 @@ def test_batch_right_after_the_remains_of_an_uncommitted_one(tmp_path: Path) -> 
     store.write_batch(_batch(b"retried"))
     store.close()
 
+    for hint in path.glob("*.hint"):
+        hint.unlink()  # the reports below come from scanning the segment
     store = LogStore(path)
     try:
         for i in range(4):
