@@ -3,13 +3,13 @@
 # and runs each over a seed corpus made from real stores.  Exits non-zero on any finding
 # (crash, sanitizer report, leak, timeout, out-of-memory); the reproducer is kept in $FUZZ_OUT.
 #
-# Usage: tools/fuzz_smoke.sh                     # CI smoke: FUZZ_SECONDS (default 15) per target
+# Usage: tools/fuzz_smoke.sh                     # CI smoke: FUZZ_SECONDS (default 10) per target
 #        FUZZ_SECONDS=3600 tools/fuzz_smoke.sh   # a long run
 # Installs clang with apt-get when it is missing (needs root).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
-SECONDS_PER_TARGET=${FUZZ_SECONDS:-15}
+SECONDS_PER_TARGET=${FUZZ_SECONDS:-10}
 OUT=${FUZZ_OUT:-$(mktemp -d /tmp/kvfuzz-XXXXXX)}
 TARGETS="record segment open"
 
