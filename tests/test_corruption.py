@@ -63,6 +63,7 @@ class Store:
     model: dict[bytes, Version]  # the newest version
     newest_rec: dict[bytes, Rec]  # where the newest version lies
     batch_of: dict[int, Rec]  # member seq -> its BATCH_COMMIT record
+    by_seq: dict[int, Rec]  # every record of the intact store
 
     def restore(self) -> None:
         for name in os.listdir(self.path):
@@ -121,15 +122,17 @@ def build(path: Path) -> Store:
     assert len(segs) >= 3, "the store needs sealed segments and an active one"
     newest_rec: dict[bytes, Rec] = {}
     batch_of: dict[int, Rec] = {}
+    by_seq: dict[int, Rec] = {}
     for name in segs:
         for rec in parse_segment(name, files[name]):
+            by_seq[rec.seq] = rec
             if rec.type == 4:
                 for s in range(rec.batch_first, rec.batch_first + rec.batch_count):
                     batch_of[s] = rec
             elif rec.key not in newest_rec or newest_rec[rec.key].seq < rec.seq:
                 newest_rec[rec.key] = rec
     model = {k: versions[-1] for k, versions in history.items()}
-    return Store(path, files, history, model, newest_rec, batch_of)
+    return Store(path, files, history, model, newest_rec, batch_of, by_seq)
 
 
 @pytest.fixture(scope="module")
@@ -153,13 +156,17 @@ def visible(version: Version) -> Version:
 
 
 def touched(s: Store, key: bytes, name: str, lo: int, hi: int) -> bool:
-    """Whether bytes [lo, hi) of file `name` overlap key's newest record or its batch commit."""
+    """Whether bytes [lo, hi) of file `name` overlap key's newest record or its batch (any
+    member or the commit: a batch that lost a member is dropped whole, all or nothing)."""
     rec = s.newest_rec.get(key)
     if rec is None:
         return False
     spans = [rec]
     if rec.flags & 1 and rec.seq in s.batch_of:
-        spans.append(s.batch_of[rec.seq])
+        commit = s.batch_of[rec.seq]
+        spans.append(commit)
+        first, count = commit.batch_first, commit.batch_count
+        spans += [s.by_seq[q] for q in range(first, first + count) if q in s.by_seq]
     return any(r.file == name and r.off < hi and lo < r.end for r in spans)
 
 
