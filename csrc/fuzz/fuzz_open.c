@@ -93,8 +93,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             kv_value v;
             if (items[i].klen > KV_MAX_KEY)
                 abort();
-            int rc = kv_get(db, (const char *)buf.data + items[i].key_off, items[i].klen, 0,
-                            &vbuf, &v);
+            /* buf.data stays NULL when only empty keys were listed. */
+            const char *key = items[i].klen ? (const char *)buf.data + items[i].key_off : "";
+            int rc = kv_get(db, key, items[i].klen, 0, &vbuf, &v);
             if (rc != 0 && rc != KV_ECORRUPT)
                 abort(); /* a listed key must read back (or be reported corrupt) */
         }
