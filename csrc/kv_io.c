@@ -9,8 +9,17 @@
  * fail the Nth write, sync, rename, ... with any errno and check that the
  * engine acknowledges nothing it did not store (DURABILITY.md R9, R10).
  *
+ * Why a journal: a killed process loses nothing the kernel has, but a power
+ * cut loses whatever was not yet fsynced, in any order and possibly torn.
+ * kv_io_record() journals every successful call that changes files (each
+ * write syscall with its bytes, truncate, sync, rename, unlink, open, close), so
+ * that tests/test_power_loss.py can rebuild every state a power cut could leave
+ * and check that no write acknowledged under sync="always" is lost.
+ *
  * Invariants: short reads and writes are continued here, so callers see
- * either the whole transfer or an error; EINTR is retried.
+ * either the whole transfer or an error; EINTR is retried.  A call is
+ * journaled only once it succeeded, each write syscall separately (a short
+ * write is journaled as the bytes it really wrote).
  */
 #define _GNU_SOURCE
 #include "kv_io.h"
@@ -18,7 +27,10 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -63,6 +75,135 @@ uint64_t kv_io_fault_set(int op, uint64_t nth, int err, int persistent)
     return calls;
 }
 
+/* -- the journal ------------------------------------------------------------ */
+
+typedef struct journal_event {
+    kv_io_event ev;
+    uint64_t    data_at;  /* WRITE: where its bytes start in the blob */
+} journal_event;
+
+static pthread_mutex_t journal_lock = PTHREAD_MUTEX_INITIALIZER;
+static int             recording;
+static int             journal_lost;
+static journal_event  *journal;
+static uint64_t        journal_n, journal_cap;
+static uint8_t        *blob;
+static uint64_t        blob_len, blob_cap;
+
+static int is_recording(void)
+{
+    return __atomic_load_n(&recording, __ATOMIC_ACQUIRE);
+}
+
+static int grow(void **p, uint64_t *cap, uint64_t need, size_t item)
+{
+    if (need <= *cap)
+        return 0;
+    uint64_t n = *cap ? *cap : 256;
+    while (n < need)
+        n *= 2;
+    void *q = realloc(*p, (size_t)(n * item));
+    if (!q)
+        return ENOMEM;
+    *p = q;
+    *cap = n;
+    return 0;
+}
+
+static void copy_name(char dst[64], const char *src)
+{
+    if (src)
+        snprintf(dst, 64, "%s", src);
+    else
+        dst[0] = 0;
+}
+
+/* Journals one event; a write's bytes are gathered from the first `len` bytes of iov. */
+static void journal_add(int kind, int fd, int flags, uint64_t off, uint64_t len,
+                        const struct iovec *iov, const char *name, const char *name2)
+{
+    pthread_mutex_lock(&journal_lock);
+    if (!recording)
+        goto out;
+    if (grow((void **)&journal, &journal_cap, journal_n + 1, sizeof *journal) ||
+        grow((void **)&blob, &blob_cap, blob_len + len, 1)) {
+        journal_lost = 1;
+        goto out;
+    }
+    journal_event *j = &journal[journal_n++];
+    memset(j, 0, sizeof *j);
+    j->ev.kind = kind;
+    j->ev.fd = fd;
+    j->ev.flags = flags;
+    j->ev.off = off;
+    j->ev.len = len;
+    copy_name(j->ev.name, name);
+    copy_name(j->ev.name2, name2);
+    j->data_at = blob_len;
+    for (uint64_t left = len; left > 0; iov++) {
+        size_t n = iov->iov_len < left ? iov->iov_len : (size_t)left;
+        if (n == 0)
+            continue; /* an empty part may have a NULL base (no metadata, say) */
+        memcpy(blob + blob_len, iov->iov_base, n);
+        blob_len += n;
+        left -= n;
+    }
+out:
+    pthread_mutex_unlock(&journal_lock);
+}
+
+int kv_io_record(int on)
+{
+    int rc = 0;
+    pthread_mutex_lock(&journal_lock);
+    if (on) {
+        journal_n = blob_len = 0;
+        journal_lost = 0;
+    } else if (journal_lost) {
+        rc = ENOMEM;
+    }
+    __atomic_store_n(&recording, on != 0, __ATOMIC_RELEASE);
+    pthread_mutex_unlock(&journal_lock);
+    return rc;
+}
+
+uint64_t kv_io_record_count(void)
+{
+    pthread_mutex_lock(&journal_lock);
+    uint64_t n = journal_n;
+    pthread_mutex_unlock(&journal_lock);
+    return n;
+}
+
+int kv_io_record_get(uint64_t i, kv_io_event *out)
+{
+    int rc = 0;
+    pthread_mutex_lock(&journal_lock);
+    if (i >= journal_n) {
+        rc = EINVAL;
+    } else {
+        *out = journal[i].ev;
+        out->data = blob + journal[i].data_at;
+    }
+    pthread_mutex_unlock(&journal_lock);
+    return rc;
+}
+
+void kv_io_record_free(void)
+{
+    pthread_mutex_lock(&journal_lock);
+    if (!recording) {
+        free(journal);
+        free(blob);
+        journal = NULL;
+        blob = NULL;
+        journal_n = journal_cap = blob_len = blob_cap = 0;
+    }
+    pthread_mutex_unlock(&journal_lock);
+}
+
+/* -- the calls ---------------------------------------------------------------- */
+
 int kv_io_openat(int dirfd, const char *name, int flags, int mode, int *fd_out)
 {
     int e = injected(KV_IO_OP_OPEN);
@@ -74,12 +215,16 @@ int kv_io_openat(int dirfd, const char *name, int flags, int mode, int *fd_out)
     } while (fd < 0 && errno == EINTR);
     if (fd < 0)
         return errno;
+    if (is_recording())
+        journal_add(KV_IO_EV_OPEN, fd, flags, 0, 0, NULL, name, NULL);
     *fd_out = fd;
     return 0;
 }
 
 int kv_io_close(int fd)
 {
+    if (is_recording())
+        journal_add(KV_IO_EV_CLOSE, fd, 0, 0, 0, NULL, NULL, NULL);
     /* close() must not be retried on EINTR on Linux: the descriptor is gone. */
     return close(fd) == 0 ? 0 : errno;
 }
@@ -128,6 +273,8 @@ int kv_io_pwritev(int fd, struct iovec *iov, int iovcnt, uint64_t off)
         }
         if (w == 0)
             return EIO;
+        if (is_recording())
+            journal_add(KV_IO_EV_WRITE, fd, 0, off, (uint64_t)w, iov, NULL, NULL);
         off += (uint64_t)w;
         size_t left = (size_t)w;
         while (left > 0 && iovcnt > 0) {
@@ -151,7 +298,11 @@ int kv_io_datasync(int fd)
     if (e)
         return e;
     /* No EINTR retry: after a failed sync the dirty pages may be gone (R9). */
-    return fdatasync(fd) == 0 ? 0 : errno;
+    if (fdatasync(fd) != 0)
+        return errno;
+    if (is_recording())
+        journal_add(KV_IO_EV_SYNC, fd, 0, 0, 0, NULL, NULL, NULL);
+    return 0;
 }
 
 int kv_io_fsync(int fd)
@@ -159,7 +310,14 @@ int kv_io_fsync(int fd)
     int e = injected(KV_IO_OP_SYNC);
     if (e)
         return e;
-    return fsync(fd) == 0 ? 0 : errno;
+    if (fsync(fd) != 0)
+        return errno;
+    if (is_recording()) {
+        struct stat st;
+        int dir = fstat(fd, &st) == 0 && S_ISDIR(st.st_mode);
+        journal_add(dir ? KV_IO_EV_DIRSYNC : KV_IO_EV_SYNC, fd, 0, 0, 0, NULL, NULL, NULL);
+    }
+    return 0;
 }
 
 int kv_io_truncate(int fd, uint64_t len)
@@ -171,7 +329,11 @@ int kv_io_truncate(int fd, uint64_t len)
     do {
         r = ftruncate(fd, (off_t)len);
     } while (r != 0 && errno == EINTR);
-    return r == 0 ? 0 : errno;
+    if (r != 0)
+        return errno;
+    if (is_recording())
+        journal_add(KV_IO_EV_TRUNCATE, fd, 0, len, 0, NULL, NULL, NULL);
+    return 0;
 }
 
 int kv_io_renameat(int dirfd, const char *from, const char *to)
@@ -179,7 +341,11 @@ int kv_io_renameat(int dirfd, const char *from, const char *to)
     int e = injected(KV_IO_OP_RENAME);
     if (e)
         return e;
-    return renameat(dirfd, from, dirfd, to) == 0 ? 0 : errno;
+    if (renameat(dirfd, from, dirfd, to) != 0)
+        return errno;
+    if (is_recording())
+        journal_add(KV_IO_EV_RENAME, dirfd, 0, 0, 0, NULL, from, to);
+    return 0;
 }
 
 int kv_io_unlinkat(int dirfd, const char *name)
@@ -187,7 +353,11 @@ int kv_io_unlinkat(int dirfd, const char *name)
     int e = injected(KV_IO_OP_UNLINK);
     if (e)
         return e;
-    return unlinkat(dirfd, name, 0) == 0 ? 0 : errno;
+    if (unlinkat(dirfd, name, 0) != 0)
+        return errno;
+    if (is_recording())
+        journal_add(KV_IO_EV_UNLINK, dirfd, 0, 0, 0, NULL, name, NULL);
+    return 0;
 }
 
 int kv_io_size(int fd, uint64_t *size)

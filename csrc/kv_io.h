@@ -41,6 +41,41 @@ int kv_io_size(int fd, uint64_t *size);
 int kv_io_lock(int fd);   /* non-blocking exclusive flock; EWOULDBLOCK when held elsewhere */
 
 /* CDEF-BEGIN */
+/* Recording for power-loss simulation (the SQLite crash-VFS / ALICE model): while
+ * recording, every call that changes files is journaled in call order, with the
+ * bytes written, so a test can rebuild any state a power cut could leave: the
+ * synced data plus any subset, prefix or torn part of what was not yet synced. */
+#define KV_IO_EV_OPEN      1   /* name, fd, flags (O_CREAT | O_EXCL ... as given) */
+#define KV_IO_EV_CLOSE     2   /* fd */
+#define KV_IO_EV_WRITE     3   /* fd, off, len, data */
+#define KV_IO_EV_TRUNCATE  4   /* fd, off = new length */
+#define KV_IO_EV_SYNC      5   /* fd: fdatasync or fsync of a file */
+#define KV_IO_EV_DIRSYNC   6   /* fd: fsync of a directory */
+#define KV_IO_EV_RENAME    7   /* name -> name2 */
+#define KV_IO_EV_UNLINK    8   /* name */
+
+typedef struct kv_io_event {
+    int32_t        kind;      /* KV_IO_EV_* */
+    int32_t        fd;
+    int32_t        flags;     /* OPEN: open flags */
+    int32_t        reserved;
+    uint64_t       off;       /* WRITE: file offset; TRUNCATE: new length */
+    uint64_t       len;       /* WRITE: bytes */
+    const uint8_t *data;      /* WRITE: the bytes, valid until recording restarts */
+    char           name[64];  /* OPEN, RENAME (from), UNLINK */
+    char           name2[64]; /* RENAME (to) */
+} kv_io_event;
+
+/* Starts (on = 1, clearing the journal) or stops (on = 0) recording.  Returns 0,
+ * or ENOMEM when stopping if an event could not be journaled (the journal is then
+ * incomplete and must not be replayed). */
+int kv_io_record(int on);
+/* Events journaled so far; kv_io_record_get copies the ith (0-based). */
+uint64_t kv_io_record_count(void);
+int kv_io_record_get(uint64_t i, kv_io_event *out);
+/* Frees the journal (recording must be off). */
+void kv_io_record_free(void);
+
 /* Fault injection: the nth (1-based) future call of class op fails with err;
  * persistent = every call from then on fails.  op 0 clears all faults.
  * Returns how many calls of class op have been made so far. */

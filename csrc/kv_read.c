@@ -235,7 +235,8 @@ int kv_list(kv_db *db, const char *prefix, uint32_t plen, const char *after, uin
         }
         if ((rc = buf_reserve(buf, used + klen)) != 0)
             break;
-        memcpy(buf->data + used, key, klen);
+        if (klen) /* an empty key with nothing listed yet: buf->data may still be NULL */
+            memcpy(buf->data + used, key, klen);
         kv_list_item *it = &items[n];
         memset(it, 0, sizeof *it);
         it->key_off = (uint32_t)used;

@@ -177,19 +177,24 @@ static int batch_commit(recovery *rv, kv_segfile *sf, const kv_scan_event *ev, u
     uint64_t first = kv_get64(v);
     uint32_t count = kv_get32(v + 8);
     pending_batch *b = &rv->batch;
-    uint32_t i = 0;
+    uint32_t start = 0;
     int rc = 0;
 
-    /* Members older than this batch belong to an earlier one whose commit never
-     * came (the writer died mid-batch, then the next batch was appended after
-     * it): they are dropped and reported, and cannot hide this batch. */
-    while (i < b->n && b->recs[i].rec.seq < first)
-        i++;
-    if (i > 0)
-        rc = kv_db_add_damage(rv->db, sf->id, b->recs[0].off,
-                              (i < b->n ? b->recs[i].off : ev->off) - b->recs[0].off,
+    /* Members older than this batch are what is left of an earlier batch whose
+     * writer died before its commit (the retried batch may follow right after
+     * them): they are dropped and reported, and must not cost this batch. */
+    while (start < b->n && b->recs[start].rec.seq < first)
+        start++;
+    if (start > 0) {
+        uint64_t end = start < b->n ? b->recs[start].off : ev->off;
+        rc = kv_db_add_damage(rv->db, sf->id, b->first_off, end - b->first_off,
                               KV_DAMAGE_BATCH);
-    for (; i < b->n && !rc; i++) {
+    }
+    if (rc || start == b->n || b->recs[start].rec.seq != first) {
+        batch_clear(b);
+        return rc; /* a commit without its members: nothing to apply */
+    }
+    for (uint32_t i = start; i < b->n && !rc; i++) {
         if (b->recs[i].rec.seq < first + count)
             rc = apply(rv, b->recs[i].key, &b->recs[i].rec, slot, b->recs[i].off, 0);
     }
@@ -214,7 +219,8 @@ static int scan_segment(recovery *rv, uint16_t slot, int newest)
     if ((rc = kv_scan_init(&sc, sf->fd, scan_size, KV_SEG_HDR_SIZE)) != 0)
         return rc;
     while ((rc = kv_scan_next(&sc, &ev)) == 0 && ev.kind != KV_SCAN_END) {
-        const uint8_t *key = ev.data + KV_REC_HDR_SIZE;
+        /* A region event carries no data (NULL: no offset may be applied to it). */
+        const uint8_t *key = ev.data ? ev.data + KV_REC_HDR_SIZE : NULL;
         if (ev.kind == KV_SCAN_REGION) {
             rc = batch_drop(rv, sf, ev.off);
             if (!rc)

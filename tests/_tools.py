@@ -19,3 +19,14 @@ def load_tool(name: str) -> ModuleType:
     sys.modules[name] = module
     spec.loader.exec_module(module)
     return module
+
+
+def scratch_dir(prefix: str) -> str:
+    """A new temporary directory, on tmpfs when there is one: for tests that open thousands of
+    stores, where every open's fsyncs would otherwise make disk latency the cost."""
+    import os
+    import tempfile
+
+    return tempfile.mkdtemp(
+        prefix=prefix, dir="/dev/shm" if os.access("/dev/shm", os.W_OK) else None
+    )

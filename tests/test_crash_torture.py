@@ -5,10 +5,12 @@ The default run is a few dozen cycles per sync mode; the slow run is the 1,000-c
 
 from __future__ import annotations
 
+import os
+import shutil
 from pathlib import Path
 
 import pytest
-from _tools import load_tool
+from _tools import load_tool, scratch_dir
 
 from engine.storage import LogStore
 
@@ -16,8 +18,12 @@ torture = load_tool("crash_torture")
 
 
 @pytest.mark.parametrize("sync", ["os", "always"])
-def test_short_crash_torture(tmp_path: Path, sync: str) -> None:
-    figures = torture.torture(str(tmp_path / "store"), sync, cycles=40, seed=11)
+def test_short_crash_torture(sync: str) -> None:
+    base = scratch_dir("kv-torture-")
+    try:
+        figures = torture.torture(os.path.join(base, "store"), sync, cycles=40, seed=11)
+    finally:
+        shutil.rmtree(base)
     assert figures.cycles == 40
     assert figures.acked_ops > 40
 

@@ -23,15 +23,17 @@ import errno
 import itertools
 import os
 import resource
+import shutil
 import signal
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from _tools import scratch_dir
 
 from engine._ffi import lib
 from engine.errors import EngineError, EngineIOError, StoreFailedError
-from engine.storage import BatchOp, LogStore
+from engine.storage import SPOOL_IN_MEMORY, BatchOp, LogStore
 
 Model = dict[bytes, bytes]
 Op = tuple[str, object]
@@ -54,6 +56,9 @@ def workload() -> list[Op]:
             ops.append(("delete", key))
         elif i % 5 == 4:
             ops.append(("batch", [(b"b%02d" % (i + j), b"batch-%d-%d" % (i, j)) for j in range(3)]))
+        elif i in (12, 33):
+            # Past the in-memory limit: spooled to a file, then copied in 1 MiB writes.
+            ops.append(("stream", (key, bytes([i]) * (SPOOL_IN_MEMORY + 4099))))
         else:
             ops.append(("put", (key, (b"value-%d-" % i) * (1 + i * 7))))
     return ops
@@ -62,7 +67,7 @@ def workload() -> list[Op]:
 def apply(model: Model, op: Op) -> Model:
     out = dict(model)
     kind, arg = op
-    if kind == "put":
+    if kind in ("put", "stream"):
         k, v = arg  # type: ignore[misc]
         out[k] = v
     elif kind == "delete":
@@ -78,6 +83,9 @@ def run_op(store: LogStore, op: Op) -> None:
     if kind == "put":
         k, v = arg  # type: ignore[misc]
         store.put(k, v)
+    elif kind == "stream":
+        k, v = arg  # type: ignore[misc]
+        store.put_stream(k, (v[i : i + 65536] for i in range(0, len(v), 65536)))
     elif kind == "delete":
         store.delete(arg)  # type: ignore[arg-type]
     else:
@@ -179,7 +187,7 @@ def _replay(log: list[tuple[Op, int | None]], chosen: set[int]) -> Model:
 
 
 def _keys(kind: str, arg: object) -> list[bytes]:
-    if kind == "put":
+    if kind in ("put", "stream"):
         return [arg[0]]  # type: ignore[index]
     if kind == "delete":
         return [arg]  # type: ignore[list-item]
@@ -211,12 +219,14 @@ FAULTS = [
 @pytest.mark.parametrize(
     ("cls", "err"), FAULTS, ids=[f"{c}-{errno.errorcode[e]}" for c, e in FAULTS]
 )
-def test_fault_at_every_call(
-    tmp_path: Path, sync: str, persistent: bool, cls: str, err: int
-) -> None:
-    calls = calls_made(tmp_path / "count", sync)[cls]
-    for nth in range(1, calls + 2):
-        run_with_fault(tmp_path / f"s{nth}", sync, cls, nth, err, persistent)
+def test_fault_at_every_call(sync: str, persistent: bool, cls: str, err: int) -> None:
+    base = Path(scratch_dir("kv-faults-"))
+    try:
+        calls = calls_made(base / "count", sync)[cls]
+        for nth in range(1, calls + 2):
+            run_with_fault(base / f"s{nth}", sync, cls, nth, err, persistent)
+    finally:
+        shutil.rmtree(base)
 
 
 @pytest.mark.parametrize("sync", ["os", "always"])

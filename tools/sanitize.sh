@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Runs the test suite against the C core built with AddressSanitizer and UBSan.
 # The sanitizer runtimes must come first in the process, hence LD_PRELOAD; leak
-# detection is off because CPython itself keeps memory until exit.
+# detection is off because CPython itself keeps memory until exit.  pytest
+# captures only Python-level output (--capture=sys): a sanitizer writes its
+# report to file descriptor 2 and then stops the process, and fd-level capture
+# would take the report down with it.
 # Usage: tools/sanitize.sh [pytest args...]   (restores the normal build afterwards)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,4 +25,4 @@ LD_PRELOAD="$(gcc -print-file-name=libasan.so):$(gcc -print-file-name=libubsan.s
 ASAN_OPTIONS="detect_leaks=0:abort_on_error=1:detect_stack_use_after_return=0" \
 UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1" \
 KVENGINE_SANITIZED=1 \
-    "$PY" -m pytest -q -p no:cacheprovider "$@"
+    "$PY" -m pytest -q -p no:cacheprovider --capture=sys "$@"
