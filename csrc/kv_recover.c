@@ -334,7 +334,8 @@ static int list_segments(kv_db *db, uint64_t **ids_out, uint32_t *n_out)
         free(ids);
         return KV_ETOOBIG;
     }
-    qsort(ids, n, sizeof *ids, cmp_u64);
+    if (n > 1) /* qsort(NULL, 0, ...) is undefined: a new store has no segments */
+        qsort(ids, n, sizeof *ids, cmp_u64);
     *ids_out = ids;
     *n_out = n;
     return 0;
