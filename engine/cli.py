@@ -69,6 +69,8 @@ class KvGroup(click.Group):
             return super().invoke(ctx)
         except (click.ClickException, click.exceptions.Exit, click.Abort):
             raise
+        except BrokenPipeError:
+            raise  # the reader went away (`| head`): click exits quietly
         except StoreLockedError:
             raise UserError(
                 f"the store {ctx.obj.db if ctx.obj else ''} is open for writing by another "
@@ -428,7 +430,10 @@ Example: kvengine --namespace MY_KV export --out ./dump"""),
 )
 @pass_settings
 def export_cmd(s: Settings, out: str) -> None:
-    with s.namespace_of(readonly=True) as kv:
+    with s.store(readonly=True) as db:
+        if s.namespace not in db.namespaces():
+            fail(f"no namespace {s.namespace} in {s.db}")
+        kv = db.namespace(s.namespace)
         os.makedirs(out, mode=0o700, exist_ok=True)
         writer = ExportWriter(out, s.namespace)
         odd_metadata = 0
@@ -679,9 +684,11 @@ def _require_store_dir(path: str) -> None:
 
 
 def _segment_path(db: str, segment: str) -> str:
-    """SEGMENT as a file path: a path to a .seg file, or a segment id (hex) in --db."""
-    if os.sep in segment or segment.endswith(".seg"):
+    """SEGMENT as a file path: a path, or a file name or segment id (hex) in --db."""
+    if os.sep in segment:
         return segment
+    if segment.endswith(".seg"):  # a bare file name, as `kvengine segments` lists it
+        return os.path.join(db, segment)
     try:
         seg_id = int(segment, 16)
     except ValueError:
@@ -696,9 +703,10 @@ def _segment_path(db: str, segment: str) -> str:
 @cli.command(
     help=_example("""Decode the records of one segment file, read-only.
 
-SEGMENT is a segment file path or a segment id (hex, as `kvengine segments`
-shows it) in --db. Shows offset, record type, sequence number, namespace id
-and key (escaped), sizes, expiration and checksum status; damaged places too.
+SEGMENT is a segment file path, or a file name or segment id (hex) of a
+segment in --db as `kvengine segments` lists them. Shows offset, record type,
+sequence number, namespace id and key (escaped), sizes, expiration and checksum
+status; damaged places too.
 --json prints one JSON object per line.
 
 Example: kvengine inspect 0000000000000001 --limit 20""")

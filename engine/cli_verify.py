@@ -9,13 +9,14 @@ has hint files.
 
 from __future__ import annotations
 
+import errno
 import os
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from engine import storage
-from engine.errors import CorruptionError, EngineError, FormatVersionError
+from engine.errors import CorruptionError, EngineError, EngineIOError, FormatVersionError
 from engine.inspect import SEGMENT_HEADER_BYTES, SegmentInspector, hint_ids, segment_paths
 
 
@@ -72,16 +73,21 @@ class VerifyReport:
         return sum(s.size for s in self.segments)
 
 
-def summarize_segment(path: str, newest: bool) -> SegmentSummary:
+def summarize_segment(path: str, newest: bool) -> SegmentSummary | None:
     """Reads every record of one segment file; damage goes into .problems.
 
     newest: the file is the store's newest segment, where invalid bytes at the
-    end are a torn last write rather than damage.
+    end are a torn last write rather than damage.  None when the file is gone
+    (a compaction beside a running writer retired it).
     """
     try:
         inspector = SegmentInspector(path)
     except FormatVersionError:
         return _unreadable(path, "written by an unsupported format version")
+    except EngineIOError as exc:
+        if exc.errno == errno.ENOENT:
+            return None  # retired by a compaction since the directory was listed
+        return _unreadable(path, f"cannot be read: {exc}")
     except EngineError as exc:
         return _unreadable(path, f"cannot be read: {exc}")
     with inspector:
@@ -144,6 +150,8 @@ def summarize_store(
     out = []
     for i, path in enumerate(paths):
         summary = summarize_segment(path, newest=i == len(paths) - 1)
+        if summary is None:
+            continue
         summary.hint = summary.id in hints
         out.append(summary)
         if progress is not None:
@@ -169,6 +177,8 @@ def verify_store(
             where = exc.path or os.path.join(store_dir, f"{seg_id:016x}.hint")
             report.problems.append(Problem(where, exc.offset or 0, f"bad hint file: {exc}"))
         except (EngineError, OSError) as exc:
+            if isinstance(exc, OSError) and exc.errno == errno.ENOENT:
+                continue  # retired by a compaction since the directory was listed
             where = os.path.join(store_dir, f"{seg_id:016x}.hint")
             report.problems.append(Problem(where, 0, f"hint file cannot be read: {exc}"))
         report.hints_checked += 1

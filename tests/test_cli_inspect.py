@@ -218,3 +218,14 @@ def test_verify_checks_hint_files(tmp_path):
     result = run(db, "verify")
     assert result.exit_code == 1
     assert hint in result.stdout
+
+
+def test_a_segment_retired_meanwhile_is_skipped(tmp_path):
+    from engine.cli_verify import summarize_segment
+
+    assert summarize_segment(str(tmp_path / "0000000000000009.seg"), newest=False) is None
+
+
+def test_inspect_takes_a_bare_file_name_of_the_store(store, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert "victim" in ok(run(store, "inspect", "0000000000000001.seg")).stdout
