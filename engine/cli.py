@@ -53,7 +53,8 @@ def fail(message: str) -> NoReturn:
     raise UserError(message)
 
 
-def _one_line(exc: BaseException) -> str:
+def error_line(exc: BaseException) -> str:
+    """An exception as the one line a user error prints."""
     if isinstance(exc, OSError) and exc.strerror:
         where = f": {exc.filename}" if exc.filename else ""
         return f"{exc.strerror}{where}"
@@ -80,7 +81,7 @@ class KvGroup(click.Group):
         except BulkFileError as exc:
             raise UserError(str(exc)) from None
         except (EngineError, OSError, ValueError, TypeError, UnicodeError) as exc:
-            raise UserError(_one_line(exc)) from None
+            raise UserError(error_line(exc)) from None
 
 
 class Settings:
@@ -355,7 +356,7 @@ def _put_file(kv: engine.Namespace, path: str, items: list[dict[str, Any]]) -> N
     except (KVError, ValueError, TypeError) as exc:
         index = getattr(exc, "index", None)
         where = f"the item at index {index}" if index is not None else "the file"
-        fail(f"{path}: {where} was refused, nothing was written: {_one_line(exc)}")
+        fail(f"{path}: {where} was refused, nothing was written: {error_line(exc)}")
 
 
 @bulk.command(
@@ -405,7 +406,7 @@ def bulk_delete(s: Settings, file: str, force: bool) -> None:
         except (KVError, ValueError, TypeError) as exc:
             index = getattr(exc, "index", None)
             where = f"the item at index {index}" if index is not None else "the file"
-            fail(f"{file}: {where} was refused, nothing was deleted: {_one_line(exc)}")
+            fail(f"{file}: {where} was refused, nothing was deleted: {error_line(exc)}")
     click.echo(f"Deleted {len(keys)} keys from namespace {s.namespace}.")
 
 
@@ -966,4 +967,4 @@ def main(argv: list[str] | None = None, prog_name: str = "kvengine") -> None:
     cli.main(args=argv, prog_name=prog_name)
 
 
-__all__ = ["cli", "main"]
+__all__ = ["UserError", "cli", "error_line", "main"]

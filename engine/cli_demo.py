@@ -34,6 +34,8 @@ def run_session(path: str, say: Callable[[str], None]) -> None:
         ValueError: path is a non-empty directory that holds no kvengine store.
         StoreLockedError: another process has the store open for writing.
     """
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise ValueError(f"{path} is not a directory")
     if _is_foreign(path):
         raise ValueError(
             f"{path} is not empty and holds no kvengine store; choose a new or empty directory"

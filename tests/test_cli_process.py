@@ -124,3 +124,15 @@ def test_a_reader_that_goes_away_is_no_error_worth_a_traceback(tmp_path):
     err = proc.stderr.read()
     proc.wait(timeout=60)
     assert b"Traceback" not in err and b"Broken pipe" not in err
+
+
+def test_session_path_that_is_a_file(tmp_path, capsys):
+    from engine.__main__ import run
+
+    target = tmp_path / "afile"
+    target.write_text("mine")
+    with pytest.raises(SystemExit) as exited:
+        run([str(target)])
+    assert exited.value.code == 1
+    assert capsys.readouterr().err.strip() == f"{target} is not a directory"
+    assert target.read_text() == "mine"
