@@ -24,6 +24,8 @@ import click
 
 import engine
 from engine import cli_format as fmt
+from engine.cli_bench import run_bench
+from engine.cli_verify import summarize_store, verify_store
 from engine.cli_wrangler import (
     BulkFileError,
     ExportWriter,
@@ -350,13 +352,20 @@ def bulk() -> None:
     pass
 
 
-def _put_file(kv: engine.Namespace, path: str, items: list[dict[str, Any]]) -> None:
+@contextmanager
+def _refused_item(path: str, undone: str) -> Iterator[None]:
+    """A refused bulk write as one line naming the file and the item's index."""
     try:
-        kv.put_many(items)
+        yield
     except (KVError, ValueError, TypeError) as exc:
         index = getattr(exc, "index", None)
         where = f"the item at index {index}" if index is not None else "the file"
-        fail(f"{path}: {where} was refused, nothing was written: {error_line(exc)}")
+        fail(f"{path}: {where} was refused, nothing was {undone}: {error_line(exc)}")
+
+
+def _put_file(kv: engine.Namespace, path: str, items: list[dict[str, Any]]) -> None:
+    with _refused_item(path, "written"):
+        kv.put_many(items)
 
 
 @bulk.command(
@@ -400,13 +409,8 @@ def bulk_delete(s: Settings, file: str, force: bool) -> None:
         click.echo(f'Not deleting keys read from "{file}".')
         return
     keys = read_delete_keys(file)
-    with s.namespace_of(readonly=False) as kv:
-        try:
-            kv.delete_many(keys)
-        except (KVError, ValueError, TypeError) as exc:
-            index = getattr(exc, "index", None)
-            where = f"the item at index {index}" if index is not None else "the file"
-            fail(f"{file}: {where} was refused, nothing was deleted: {error_line(exc)}")
+    with s.namespace_of(readonly=False) as kv, _refused_item(file, "deleted"):
+        kv.delete_many(keys)
     click.echo(f"Deleted {len(keys)} keys from namespace {s.namespace}.")
 
 
@@ -628,31 +632,10 @@ Example: kvengine segments --json""")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @pass_settings
 def segments(s: Settings, as_json: bool) -> None:
-    from engine.cli_verify import summarize_store
-
     _require_store_dir(s.db)
     summaries = summarize_store(s.db)
     if as_json:
-        click.echo(
-            fmt.to_json(
-                [
-                    {
-                        "id": x.id,
-                        "path": x.path,
-                        "size": x.size,
-                        "header_ok": x.header_ok,
-                        "compacted": x.compacted,
-                        "records": dict(x.records),
-                        "damaged_records": x.damaged_records,
-                        "damaged_bytes": x.damaged_bytes,
-                        "min_seq": x.min_seq,
-                        "max_seq": x.max_seq,
-                        "hint": x.hint,
-                    }
-                    for x in summaries
-                ]
-            )
-        )
+        click.echo(fmt.to_json([x.as_dict() for x in summaries]))
         return
     rows = [
         (
@@ -800,24 +783,10 @@ Example: kvengine verify""")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @pass_settings
 def verify(s: Settings, as_json: bool) -> None:
-    from engine.cli_verify import verify_store
-
     _require_store_dir(s.db)
     report = verify_store(s.db)
     if as_json:
-        click.echo(
-            fmt.to_json(
-                {
-                    "ok": report.ok,
-                    "segments": len(report.segments),
-                    "records": report.records,
-                    "bytes": report.bytes,
-                    "hints_checked": report.hints_checked,
-                    "hints_unchecked": report.hints_unchecked,
-                    "problems": report.problems,
-                }
-            )
-        )
+        click.echo(fmt.to_json(report.as_dict()))
     else:
         for p in report.problems:
             label = "DAMAGE" if p.fatal else "note"
@@ -933,8 +902,6 @@ Example: kvengine bench --quick""")
 def bench(
     ctx: click.Context, quick: bool, keys: int | None, value_size: int, as_json: bool
 ) -> None:
-    from engine.cli_bench import run_bench
-
     s = ctx.find_object(Settings)
     assert s is not None
     source = ctx.parent.get_parameter_source("db") if ctx.parent else None

@@ -13,7 +13,8 @@ import errno
 import os
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from typing import Any
 
 from engine import storage
 from engine.errors import CorruptionError, EngineError, EngineIOError, FormatVersionError
@@ -52,6 +53,22 @@ class SegmentSummary:
     hint: bool = False
     problems: list[Problem] = field(default_factory=list)
 
+    def as_dict(self) -> dict[str, Any]:
+        """The figures `kvengine segments --json` prints."""
+        return {
+            "id": self.id,
+            "path": self.path,
+            "size": self.size,
+            "header_ok": self.header_ok,
+            "compacted": self.compacted,
+            "records": dict(self.records),
+            "damaged_records": self.damaged_records,
+            "damaged_bytes": self.damaged_bytes,
+            "min_seq": self.min_seq,
+            "max_seq": self.max_seq,
+            "hint": self.hint,
+        }
+
 
 @dataclass(slots=True)
 class VerifyReport:
@@ -71,6 +88,18 @@ class VerifyReport:
     @property
     def bytes(self) -> int:
         return sum(s.size for s in self.segments)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The verdict and figures `kvengine verify --json` prints."""
+        return {
+            "ok": self.ok,
+            "segments": len(self.segments),
+            "records": self.records,
+            "bytes": self.bytes,
+            "hints_checked": self.hints_checked,
+            "hints_unchecked": self.hints_unchecked,
+            "problems": [asdict(p) for p in self.problems],
+        }
 
 
 def summarize_segment(path: str, newest: bool) -> SegmentSummary | None:
