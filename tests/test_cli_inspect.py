@@ -264,3 +264,13 @@ def test_damaged_segments_are_tiled_by_records_and_damage(store, tmp_path, flips
     items = _tiles(target)
     if not flips:
         assert all(i.checksum_ok for i in items)
+
+
+def test_a_fifo_under_a_segment_name_does_not_hang(tmp_path):
+    db = tmp_path / "store"
+    db.mkdir()
+    os.mkfifo(db / "0000000000000001.seg")
+    with pytest.raises(EngineIOError):
+        SegmentInspector(db / "0000000000000001.seg")
+    result = run(str(db), "verify")
+    assert result.exit_code == 1 and "cannot be read" in result.stdout
