@@ -5,6 +5,8 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import subprocess
+import sys
 
 import pytest
 from click.testing import CliRunner, Result
@@ -110,12 +112,22 @@ def test_verify_finds_a_damaged_header_and_keeps_going(store):
     assert "DAMAGED REGION" in out and "last" in out
 
 
-def test_torn_tail_of_the_newest_segment_is_a_note(store):
-    (path,) = segment_paths(store)
+def test_torn_tail_of_the_newest_segment_is_a_note(tmp_path):
+    # A writer that dies mid-append: it never closes the store (so it writes no
+    # hint), and its last record is cut short.
+    db = str(tmp_path / "store")
+    writer = (
+        "import os, sys, engine\n"
+        "db = engine.open(sys.argv[1])\n"
+        "db.namespace().put('k', 'v' * 100)\n"
+        "os._exit(0)\n"
+    )
+    subprocess.run([sys.executable, "-c", writer, db], check=True, timeout=60)
+    (path,) = segment_paths(db)
     size = os.path.getsize(path)
     with open(path, "ab") as f:
         f.write(b"\x52\x56\x4b\xec" + b"\x01" * 20)  # a record header cut short
-    result = ok(run(store, "verify"))
+    result = ok(run(db, "verify"))
     assert f"note: {path} offset {size}: torn tail" in result.stdout
 
 
