@@ -34,7 +34,7 @@ from engine.cli_wrangler import (
     read_pairs,
 )
 from engine.errors import EngineError, KVError, StoreLockedError
-from engine.inspect import SegmentInspector, segment_file_name
+from engine.inspect import SegmentInspector, SegmentItem, segment_file_name
 from engine.storage import LogStore
 
 DEFAULT_DB = "./kvdata"
@@ -718,49 +718,66 @@ def inspect(s: Settings, segment: str, limit: int | None, as_json: bool) -> None
                     else "INVALID HEADER"
                 )
             )
-        rows: list[tuple[Any, ...]] = []
+        table = fmt.StreamTable(_INSPECT_COLUMNS)
+        if not as_json:
+            click.echo(table.header())
         for n, item in enumerate(seg):
             if limit is not None and n >= limit:
                 break
-            ns_id, key = _split_key(item.key)
             if as_json:
-                record = {
-                    "offset": item.offset,
-                    "end": item.end,
-                    "kind": item.kind,
-                    "type": item.type,
-                    "batch": item.batch,
-                    "seq": item.seq,
-                    "namespace_id": ns_id,
-                    "key": fmt.escape(key),
-                    "key_len": len(item.key),
-                    "meta_len": len(item.meta),
-                    "value_len": item.value_len,
-                    "expiration": item.expiration,
-                    "checksum_ok": item.checksum_ok,
-                }
-                click.echo(json.dumps(record))
-                continue
-            if item.kind in ("region", "tail"):
-                what = "DAMAGED REGION" if item.kind == "region" else "INVALID TAIL"
-                rows.append((item.offset, what, "", "", f"{item.size} bytes", "", "", "", "BAD"))
-                continue
-            rows.append(
-                (
-                    item.offset,
-                    f"{item.type}{' (batch)' if item.batch else ''}",
-                    item.seq,
-                    "catalog" if ns_id == CATALOG_NS_ID else ("" if ns_id is None else ns_id),
-                    fmt.escape(key),
-                    len(item.meta),
-                    item.value_len,
-                    _when(item.expiration) if item.expiration else "",
-                    "ok" if item.checksum_ok else "BAD",
-                )
-            )
-    if not as_json:
-        headers = ["OFFSET", "TYPE", "SEQ", "NS", "KEY", "META", "VALUE", "EXPIRES", "CHECKSUM"]
-        click.echo(fmt.table(headers, rows))
+                click.echo(json.dumps(_item_json(item)))
+            else:
+                click.echo(table.row(_item_row(item)))
+
+
+_INSPECT_COLUMNS = [
+    ("OFFSET", 10),
+    ("TYPE", 14),
+    ("SEQ", 8),
+    ("NS", 7),
+    ("META", 5),
+    ("VALUE", 8),
+    ("EXPIRES", 20),
+    ("CHECKSUM", 8),
+    ("KEY", 0),
+]
+
+
+def _item_row(item: SegmentItem) -> tuple[Any, ...]:
+    if item.kind in ("region", "tail"):
+        what = "DAMAGED REGION" if item.kind == "region" else "INVALID TAIL"
+        return (item.offset, what, "", "", "", item.size, "", "BAD", f"({item.size} bytes)")
+    ns_id, key = _split_key(item.key)
+    return (
+        item.offset,
+        f"{item.type}{' (batch)' if item.batch else ''}",
+        item.seq,
+        "catalog" if ns_id == CATALOG_NS_ID else ("" if ns_id is None else ns_id),
+        len(item.meta),
+        item.value_len,
+        _when(item.expiration) if item.expiration else "",
+        "ok" if item.checksum_ok else "BAD",
+        fmt.escape(key),
+    )
+
+
+def _item_json(item: SegmentItem) -> dict[str, Any]:
+    ns_id, key = _split_key(item.key)
+    return {
+        "offset": item.offset,
+        "end": item.end,
+        "kind": item.kind,
+        "type": item.type,
+        "batch": item.batch,
+        "seq": item.seq,
+        "namespace_id": ns_id,
+        "key": fmt.escape(key),
+        "key_len": len(item.key),
+        "meta_len": len(item.meta),
+        "value_len": item.value_len,
+        "expiration": item.expiration,
+        "checksum_ok": item.checksum_ok,
+    }
 
 
 def _split_key(stored: bytes) -> tuple[int | None, bytes]:
