@@ -304,29 +304,35 @@ def list_keys(
     all_pages: bool,
     as_json: bool,
 ) -> None:
-    keys: list[engine.KeyInfo] = []
+    # Printed page by page: `--all` over millions of keys holds one page at a time.
+    table = fmt.StreamTable([("EXPIRES", 20), ("NAME", 0)])
+    listed = 0
     with s.namespace_of(readonly=True) as kv:
         while True:
             page = kv.list(prefix=prefix, limit=limit, cursor=cursor)
-            keys += page.keys
+            for k in page.keys:
+                if as_json:
+                    lead = "[\n  " if listed == 0 else ",\n  "
+                    click.echo(lead + json.dumps(_key_json(k)), nl=False)
+                else:
+                    if listed == 0:
+                        click.echo(table.header())
+                    expires = _when(k.expiration) if k.expiration else ""
+                    click.echo(table.row([expires, _key_text(k)]))
+                listed += 1
             cursor = page.cursor
             if page.list_complete or not all_pages:
                 break
     if as_json:
-        click.echo(fmt.to_json([_key_json(k) for k in keys]))
-    else:
-        rows = [
-            (
-                fmt.escape(k.name),
-                _when(k.expiration) if k.expiration else "",
-                "" if k.metadata is None else fmt.escape(json.dumps(k.metadata)),
-            )
-            for k in keys
-        ]
-        if rows:
-            click.echo(fmt.table(["NAME", "EXPIRES", "METADATA"], rows))
+        click.echo("[]" if listed == 0 else "\n]")
     if cursor:
         click.echo(f"More keys follow: --cursor {cursor}", err=True)
+
+
+def _key_text(k: engine.KeyInfo) -> str:
+    if k.metadata is None:
+        return fmt.escape(k.name)
+    return f"{fmt.escape(k.name)}  {fmt.escape(json.dumps(k.metadata))}"
 
 
 def _key_json(k: engine.KeyInfo) -> dict[str, Any]:
