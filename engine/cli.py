@@ -814,9 +814,9 @@ def verify(s: Settings, as_json: bool) -> None:
         for p in report.problems:
             label = "DAMAGE" if p.fatal else "note"
             click.echo(f"{label}: {p.path} offset {p.offset}: {p.what}")
-        hints = f"{report.hints_checked} hint files"
+        hints = f"{report.hints_checked} hint files checked"
         if report.hints_unchecked:
-            hints += f" ({report.hints_unchecked} not checked: this build reads no hint files)"
+            hints += f", {report.hints_unchecked} not (this build has no hint file support)"
         damaged = sum(p.fatal for p in report.problems)
         verdict = "OK" if report.ok else f"DAMAGED: {damaged} damaged places"
         click.echo(
@@ -898,6 +898,7 @@ def _compaction_text(report: engine.CompactionReport) -> str:
     rows = [
         (reason, report.records_dropped.get(reason, 0), report.bytes_dropped.get(reason, 0))
         for reason in reasons
+        if report.records_dropped.get(reason, 0) or report.bytes_dropped.get(reason, 0)
     ]
     if rows:
         lines += ["", fmt.table(["REASON", "RECORDS", "BYTES"], rows)]
