@@ -102,12 +102,16 @@ class VerifyReport:
         }
 
 
-def summarize_segment(path: str, newest: bool) -> SegmentSummary | None:
+def summarize_segment(
+    path: str, *, newest: bool = False, appended: bool = False
+) -> SegmentSummary | None:
     """Reads every record of one segment file; damage goes into .problems.
 
-    newest: the file is the store's newest segment, where invalid bytes at the
-    end are a torn last write rather than damage.  None when the file is gone
-    (a compaction beside a running writer retired it).
+    newest: the store's newest segment, where a file shorter than a header is
+    an interrupted segment creation.  appended: the newest segment not written
+    by the compactor (FORMAT.md section 5), where invalid bytes at the end are
+    a torn last write rather than damage.  None when the file is gone (a
+    compaction beside a running writer retired it).
     """
     try:
         inspector = SegmentInspector(path)
@@ -124,7 +128,7 @@ def summarize_segment(path: str, newest: bool) -> SegmentSummary | None:
         summary = SegmentSummary(
             id=hdr.id, path=path, size=hdr.size, header_ok=hdr.valid, compacted=hdr.compacted
         )
-        torn_allowed = newest and not hdr.compacted
+        torn_allowed = appended and not hdr.compacted
         if not hdr.valid:
             interrupted = newest and hdr.size < SEGMENT_HEADER_BYTES
             summary.problems.append(
@@ -170,15 +174,29 @@ def _unreadable(path: str, what: str) -> SegmentSummary:
     return summary
 
 
+def _appended_segment(paths: list[str]) -> str | None:
+    """The newest segment the compactor did not write: the one a writer appends
+    to, so the only one whose end may hold a write cut short."""
+    for path in reversed(paths):
+        try:
+            with SegmentInspector(path) as seg:
+                if not seg.header.compacted:  # an invalid header counts as appended to
+                    return path
+        except EngineError:
+            continue
+    return None
+
+
 def summarize_store(
     store_dir: str, progress: Callable[[SegmentSummary], None] | None = None
 ) -> list[SegmentSummary]:
     """Every segment file of the store directory, oldest first."""
     paths = segment_paths(store_dir)
     hints = set(hint_ids(store_dir))
+    appended = _appended_segment(paths)
     out = []
     for i, path in enumerate(paths):
-        summary = summarize_segment(path, newest=i == len(paths) - 1)
+        summary = summarize_segment(path, newest=i == len(paths) - 1, appended=path == appended)
         if summary is None:
             continue
         summary.hint = summary.id in hints

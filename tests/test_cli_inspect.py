@@ -5,10 +5,12 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import struct
 import subprocess
 import sys
 
 import pytest
+import xxhash
 from click.testing import CliRunner, Result
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -237,7 +239,7 @@ def test_verify_checks_hint_files(tmp_path):
 def test_a_segment_retired_meanwhile_is_skipped(tmp_path):
     from engine.cli_verify import summarize_segment
 
-    assert summarize_segment(str(tmp_path / "0000000000000009.seg"), newest=False) is None
+    assert summarize_segment(str(tmp_path / "0000000000000009.seg")) is None
 
 
 def test_inspect_takes_a_bare_file_name_of_the_store(store, tmp_path, monkeypatch):
@@ -286,3 +288,33 @@ def test_a_fifo_under_a_segment_name_does_not_hang(tmp_path):
         SegmentInspector(db / "0000000000000001.seg")
     result = run(str(db), "verify")
     assert result.exit_code == 1 and "cannot be read" in result.stdout
+
+
+def _header_only_segment(path, seg_id: int, flags: int) -> None:
+    """A valid segment header and no records (docs/FORMAT.md section 2), written here
+    from the spec as an independent oracle."""
+    head = b"KVENGSEG" + struct.pack("<IIQQQ16x", 1, flags, seg_id, 1, 0)
+    path.write_bytes(head + struct.pack("<Q", xxhash.xxh64(head).intdigest()))
+
+
+@pytest.mark.parametrize(("flags", "torn_is_damage"), [(1, False), (0, True)])
+def test_torn_tail_belongs_to_the_newest_appended_segment(tmp_path, flags, torn_is_damage):
+    db = tmp_path / "store"
+    writer = (
+        "import os, sys, engine\n"
+        "db = engine.open(sys.argv[1])\n"
+        "db.namespace().put('k', 'v' * 100)\n"
+        "os._exit(0)\n"
+    )
+    subprocess.run([sys.executable, "-c", writer, str(db)], check=True, timeout=60)
+    (path,) = segment_paths(db)
+    size = os.path.getsize(path)
+    with open(path, "ab") as f:
+        f.write(b"\x52\x56\x4b\xec" + b"\x01" * 20)
+    # A newer segment: a compaction output (flag 1) is never appended to, so the
+    # older segment is still the one a crash can leave torn; a plain one is not.
+    _header_only_segment(db / "0000000000000007.seg", 7, flags)
+    result = run(str(db), "verify")
+    assert result.exit_code == (1 if torn_is_damage else 0), result.stdout
+    label = "DAMAGE" if torn_is_damage else "note"
+    assert f"{label}: {path} offset {size}: " in result.stdout
