@@ -40,6 +40,7 @@ from engine.storage import LogStore
 DEFAULT_DB = "./kvdata"
 CATALOG_NS_ID = 0  # keys of namespace id 0 are the namespace catalog (FORMAT.md section 8)
 _ENV_DB = "KVENGINE_DB"
+_ENV_DEBUG = "KVENGINE_DEBUG"  # set: errors show their traceback
 
 
 class UserError(click.ClickException):
@@ -83,6 +84,8 @@ class KvGroup(click.Group):
         except BulkFileError as exc:
             raise UserError(str(exc)) from None
         except (EngineError, OSError, ValueError, TypeError, UnicodeError) as exc:
+            if os.environ.get(_ENV_DEBUG):
+                raise  # the whole traceback, for a bug report
             raise UserError(error_line(exc)) from None
 
 
@@ -696,8 +699,8 @@ def _segment_path(db: str, segment: str) -> str:
 SEGMENT is a segment file path, or a file name or segment id (hex) of a
 segment in --db as `kvengine segments` lists them. Shows offset, record type,
 sequence number, namespace id and key (escaped), sizes, expiration and checksum
-status; damaged places too.
---json prints one JSON object per line.
+status; damaged places too. --json prints the header, then one JSON object
+per record or damaged place, one per line.
 
 Example: kvengine inspect 0000000000000001 --limit 20""")
 )
