@@ -572,12 +572,14 @@ Example: kvengine namespaces delete MY_KV --force"""),
 @click.option("--force", "-f", is_flag=True, help="Do not ask for confirmation.")
 @pass_settings
 def namespace_delete(s: Settings, name: str, force: bool) -> None:
-    with s.store(readonly=False) as db:
+    with s.store(readonly=True) as db:
         if name not in db.namespaces():
             fail(f"no namespace {name}")
-        if not force and not click.confirm(f"Delete namespace {name} and every key in it?"):
-            click.echo(f"Not deleting namespace {name}.")
-            return
+    # Asked before the writer opens: a pending question must not hold the store's lock.
+    if not force and not click.confirm(f"Delete namespace {name} and every key in it?"):
+        click.echo(f"Not deleting namespace {name}.")
+        return
+    with s.store(readonly=False) as db:
         db.delete_namespace(name)
     click.echo(f"Deleted namespace {name}.")
 

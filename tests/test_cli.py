@@ -257,6 +257,8 @@ def test_namespaces_create_list_delete(db):
     assert ok(run(db, "namespaces")).stdout.split() == ["MY_KV", "default"]
     assert json.loads(ok(run(db, "namespaces", "--json")).stdout) == ["MY_KV", "default"]
     assert ok(run(db, "get", "k", ns="MY_KV")).stdout == "in-my-kv"
+    assert "Not deleting" in ok(run(db, "namespaces", "delete", "MY_KV", input="n\n")).stdout
+    assert ok(run(db, "get", "k", ns="MY_KV")).stdout == "in-my-kv"
     ok(run(db, "namespaces", "delete", "MY_KV", "--force"))
     assert ok(run(db, "namespaces")).stdout.split() == ["default"]
     assert user_error(run(db, "get", "k", ns="MY_KV")) == "Value not found"
