@@ -44,7 +44,9 @@ int kv_inspect_open(const char *path, kv_inspect **out, kv_inspect_header *hdr)
     memset(hdr, 0, sizeof *hdr);
     if (!path || !id_from_path(path, &id))
         return KV_EINVAL;
-    rc = kv_io_openat(AT_FDCWD, path, O_RDONLY | O_NOFOLLOW, 0, &fd);
+    /* O_NONBLOCK: a FIFO planted under a segment name must not hang the open;
+     * reading it then fails (ESPIPE).  It changes nothing for a regular file. */
+    rc = kv_io_openat(AT_FDCWD, path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK, 0, &fd);
     if (rc)
         return rc;
     kv_inspect *in = calloc(1, sizeof *in);

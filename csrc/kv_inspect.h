@@ -62,7 +62,7 @@ typedef struct kv_inspect_item {
  * (hdr->status says so; the records after it are still scanned).
  * Errors: KV_EINVAL (not a segment file name), KV_EVERSION (a valid header of
  * another format version), KV_ENOMEM, errno (ENOENT, ELOOP for a symbolic
- * link, EACCES ...).  *out is freed by kv_inspect_close.  One thread at a time. */
+ * link, EISDIR, ESPIPE for a FIFO, EACCES ...).  *out is freed by kv_inspect_close.  One thread at a time. */
 int kv_inspect_open(const char *path, kv_inspect **out, kv_inspect_header *hdr);
 /* Next item in file order.  Returns 0 and sets *done = 1 (item untouched)
  * after the last one.  Errors: KV_ENOMEM, errno (EIO when the file shrank

@@ -438,7 +438,9 @@ int kv_segments(kv_db *db, uint64_t now, kv_seg_info *out, uint32_t cap, uint32_
         (*n)++;
     }
     free(exp);
-    qsort(out, *n < cap ? *n : cap, sizeof *out, cmp_seg);
+    uint32_t filled = *n < cap ? *n : cap;
+    if (filled > 1) /* qsort(NULL, 0, ...) of the sizing call (cap 0) is undefined */
+        qsort(out, filled, sizeof *out, cmp_seg);
 out:
     pthread_rwlock_unlock(&db->ixlock);
     pthread_mutex_unlock(&db->wlock);

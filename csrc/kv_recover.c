@@ -408,7 +408,8 @@ static int list_segments(kv_db *db, const uint64_t *retired, uint32_t nretired,
         free(ids);
         return KV_ETOOBIG;
     }
-    qsort(ids, n, sizeof *ids, cmp_u64);
+    if (n > 1) /* qsort(NULL, 0, ...) is undefined: a new store has no segments */
+        qsort(ids, n, sizeof *ids, cmp_u64);
     *ids_out = ids;
     *n_out = n;
     return 0;

@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from engine.cli import UserError, cli, main
+from engine.cli import UserError, cli, error_line, main
 from engine.cli_demo import run_session
 from engine.errors import EngineError, StoreLockedError
 
@@ -21,7 +21,7 @@ def _session(path: str) -> None:
             f"try `kvengine --db {path} stats` beside it"
         ) from None
     except (EngineError, OSError, ValueError) as exc:
-        raise UserError(str(exc)) from None
+        raise UserError(error_line(exc)) from None
 
 
 def run(argv: list[str]) -> None:

@@ -13,7 +13,11 @@ from engine.errors import CODED_ERRORS, CorruptionError, EngineError, EngineIOEr
 try:
     from engine._native import ffi, lib
 except ImportError as exc:  # pragma: no cover - only on a broken install
-    raise ImportError("engine._native is missing; build it with `pip install -e .`") from exc
+    raise ImportError(
+        f"engine._native is missing from {os.path.dirname(os.path.abspath(__file__))}. In a "
+        "source checkout, build it there with `pip install -e .`: Python imports the engine/ "
+        "folder of the current directory before an installed copy"
+    ) from exc
 
 _built = ffi.string(lib.kv_version()).decode()
 if _built != __version__:  # pragma: no cover - only with a stale build

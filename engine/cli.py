@@ -24,6 +24,8 @@ import click
 
 import engine
 from engine import cli_format as fmt
+from engine.cli_bench import run_bench
+from engine.cli_verify import summarize_store, verify_store
 from engine.cli_wrangler import (
     BulkFileError,
     ExportWriter,
@@ -32,12 +34,13 @@ from engine.cli_wrangler import (
     read_pairs,
 )
 from engine.errors import EngineError, KVError, StoreLockedError
-from engine.inspect import SegmentInspector, segment_file_name
+from engine.inspect import SegmentInspector, SegmentItem, segment_file_name
 from engine.storage import LogStore
 
 DEFAULT_DB = "./kvdata"
 CATALOG_NS_ID = 0  # keys of namespace id 0 are the namespace catalog (FORMAT.md section 8)
 _ENV_DB = "KVENGINE_DB"
+_ENV_DEBUG = "KVENGINE_DEBUG"  # set: errors show their traceback
 
 
 class UserError(click.ClickException):
@@ -53,7 +56,8 @@ def fail(message: str) -> NoReturn:
     raise UserError(message)
 
 
-def _one_line(exc: BaseException) -> str:
+def error_line(exc: BaseException) -> str:
+    """An exception as the one line a user error prints."""
     if isinstance(exc, OSError) and exc.strerror:
         where = f": {exc.filename}" if exc.filename else ""
         return f"{exc.strerror}{where}"
@@ -69,6 +73,8 @@ class KvGroup(click.Group):
             return super().invoke(ctx)
         except (click.ClickException, click.exceptions.Exit, click.Abort):
             raise
+        except BrokenPipeError:
+            raise  # the reader went away (`| head`): click exits quietly
         except StoreLockedError:
             raise UserError(
                 f"the store {ctx.obj.db if ctx.obj else ''} is open for writing by another "
@@ -78,7 +84,9 @@ class KvGroup(click.Group):
         except BulkFileError as exc:
             raise UserError(str(exc)) from None
         except (EngineError, OSError, ValueError, TypeError, UnicodeError) as exc:
-            raise UserError(_one_line(exc)) from None
+            if os.environ.get(_ENV_DEBUG):
+                raise  # the whole traceback, for a bug report
+            raise UserError(error_line(exc)) from None
 
 
 class Settings:
@@ -299,29 +307,35 @@ def list_keys(
     all_pages: bool,
     as_json: bool,
 ) -> None:
-    keys: list[engine.KeyInfo] = []
+    # Printed page by page: `--all` over millions of keys holds one page at a time.
+    table = fmt.StreamTable([("EXPIRES", 20), ("NAME", 0)])
+    listed = 0
     with s.namespace_of(readonly=True) as kv:
         while True:
             page = kv.list(prefix=prefix, limit=limit, cursor=cursor)
-            keys += page.keys
+            for k in page.keys:
+                if as_json:
+                    lead = "[\n  " if listed == 0 else ",\n  "
+                    click.echo(lead + json.dumps(_key_json(k)), nl=False)
+                else:
+                    if listed == 0:
+                        click.echo(table.header())
+                    expires = _when(k.expiration) if k.expiration else ""
+                    click.echo(table.row([expires, _key_text(k)]))
+                listed += 1
             cursor = page.cursor
             if page.list_complete or not all_pages:
                 break
     if as_json:
-        click.echo(fmt.to_json([_key_json(k) for k in keys]))
-    else:
-        rows = [
-            (
-                fmt.escape(k.name),
-                _when(k.expiration) if k.expiration else "",
-                "" if k.metadata is None else fmt.escape(json.dumps(k.metadata)),
-            )
-            for k in keys
-        ]
-        if rows:
-            click.echo(fmt.table(["NAME", "EXPIRES", "METADATA"], rows))
+        click.echo("[]" if listed == 0 else "\n]")
     if cursor:
         click.echo(f"More keys follow: --cursor {cursor}", err=True)
+
+
+def _key_text(k: engine.KeyInfo) -> str:
+    if k.metadata is None:
+        return fmt.escape(k.name)
+    return f"{fmt.escape(k.name)}  {fmt.escape(json.dumps(k.metadata))}"
 
 
 def _key_json(k: engine.KeyInfo) -> dict[str, Any]:
@@ -347,13 +361,20 @@ def bulk() -> None:
     pass
 
 
-def _put_file(kv: engine.Namespace, path: str, items: list[dict[str, Any]]) -> None:
+@contextmanager
+def _refused_item(path: str, undone: str) -> Iterator[None]:
+    """A refused bulk write as one line naming the file and the item's index."""
     try:
-        kv.put_many(items)
+        yield
     except (KVError, ValueError, TypeError) as exc:
         index = getattr(exc, "index", None)
         where = f"the item at index {index}" if index is not None else "the file"
-        fail(f"{path}: {where} was refused, nothing was written: {_one_line(exc)}")
+        fail(f"{path}: {where} was refused, nothing was {undone}: {error_line(exc)}")
+
+
+def _put_file(kv: engine.Namespace, path: str, items: list[dict[str, Any]]) -> None:
+    with _refused_item(path, "written"):
+        kv.put_many(items)
 
 
 @bulk.command(
@@ -397,13 +418,8 @@ def bulk_delete(s: Settings, file: str, force: bool) -> None:
         click.echo(f'Not deleting keys read from "{file}".')
         return
     keys = read_delete_keys(file)
-    with s.namespace_of(readonly=False) as kv:
-        try:
-            kv.delete_many(keys)
-        except (KVError, ValueError, TypeError) as exc:
-            index = getattr(exc, "index", None)
-            where = f"the item at index {index}" if index is not None else "the file"
-            fail(f"{file}: {where} was refused, nothing was deleted: {_one_line(exc)}")
+    with s.namespace_of(readonly=False) as kv, _refused_item(file, "deleted"):
+        kv.delete_many(keys)
     click.echo(f"Deleted {len(keys)} keys from namespace {s.namespace}.")
 
 
@@ -428,7 +444,10 @@ Example: kvengine --namespace MY_KV export --out ./dump"""),
 )
 @pass_settings
 def export_cmd(s: Settings, out: str) -> None:
-    with s.namespace_of(readonly=True) as kv:
+    with s.store(readonly=True) as db:
+        if s.namespace not in db.namespaces():
+            fail(f"no namespace {s.namespace} in {s.db}")
+        kv = db.namespace(s.namespace)
         os.makedirs(out, mode=0o700, exist_ok=True)
         writer = ExportWriter(out, s.namespace)
         odd_metadata = 0
@@ -553,12 +572,14 @@ Example: kvengine namespaces delete MY_KV --force"""),
 @click.option("--force", "-f", is_flag=True, help="Do not ask for confirmation.")
 @pass_settings
 def namespace_delete(s: Settings, name: str, force: bool) -> None:
-    with s.store(readonly=False) as db:
+    with s.store(readonly=True) as db:
         if name not in db.namespaces():
             fail(f"no namespace {name}")
-        if not force and not click.confirm(f"Delete namespace {name} and every key in it?"):
-            click.echo(f"Not deleting namespace {name}.")
-            return
+    # Asked before the writer opens: a pending question must not hold the store's lock.
+    if not force and not click.confirm(f"Delete namespace {name} and every key in it?"):
+        click.echo(f"Not deleting namespace {name}.")
+        return
+    with s.store(readonly=False) as db:
         db.delete_namespace(name)
     click.echo(f"Deleted namespace {name}.")
 
@@ -622,31 +643,10 @@ Example: kvengine segments --json""")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @pass_settings
 def segments(s: Settings, as_json: bool) -> None:
-    from engine.cli_verify import summarize_store
-
     _require_store_dir(s.db)
     summaries = summarize_store(s.db)
     if as_json:
-        click.echo(
-            fmt.to_json(
-                [
-                    {
-                        "id": x.id,
-                        "path": x.path,
-                        "size": x.size,
-                        "header_ok": x.header_ok,
-                        "compacted": x.compacted,
-                        "records": dict(x.records),
-                        "damaged_records": x.damaged_records,
-                        "damaged_bytes": x.damaged_bytes,
-                        "min_seq": x.min_seq,
-                        "max_seq": x.max_seq,
-                        "hint": x.hint,
-                    }
-                    for x in summaries
-                ]
-            )
-        )
+        click.echo(fmt.to_json([x.as_dict() for x in summaries]))
         return
     rows = [
         (
@@ -679,9 +679,11 @@ def _require_store_dir(path: str) -> None:
 
 
 def _segment_path(db: str, segment: str) -> str:
-    """SEGMENT as a file path: a path to a .seg file, or a segment id (hex) in --db."""
-    if os.sep in segment or segment.endswith(".seg"):
+    """SEGMENT as a file path: a path, or a file name or segment id (hex) in --db."""
+    if os.sep in segment:
         return segment
+    if segment.endswith(".seg"):  # a bare file name, as `kvengine segments` lists it
+        return os.path.join(db, segment)
     try:
         seg_id = int(segment, 16)
     except ValueError:
@@ -696,10 +698,11 @@ def _segment_path(db: str, segment: str) -> str:
 @cli.command(
     help=_example("""Decode the records of one segment file, read-only.
 
-SEGMENT is a segment file path or a segment id (hex, as `kvengine segments`
-shows it) in --db. Shows offset, record type, sequence number, namespace id
-and key (escaped), sizes, expiration and checksum status; damaged places too.
---json prints one JSON object per line.
+SEGMENT is a segment file path, or a file name or segment id (hex) of a
+segment in --db as `kvengine segments` lists them. Shows offset, record type,
+sequence number, namespace id and key (escaped), sizes, expiration and checksum
+status; damaged places too. --json prints the header, then one JSON object
+per record or damaged place, one per line.
 
 Example: kvengine inspect 0000000000000001 --limit 20""")
 )
@@ -726,49 +729,66 @@ def inspect(s: Settings, segment: str, limit: int | None, as_json: bool) -> None
                     else "INVALID HEADER"
                 )
             )
-        rows: list[tuple[Any, ...]] = []
+        table = fmt.StreamTable(_INSPECT_COLUMNS)
+        if not as_json:
+            click.echo(table.header())
         for n, item in enumerate(seg):
             if limit is not None and n >= limit:
                 break
-            ns_id, key = _split_key(item.key)
             if as_json:
-                record = {
-                    "offset": item.offset,
-                    "end": item.end,
-                    "kind": item.kind,
-                    "type": item.type,
-                    "batch": item.batch,
-                    "seq": item.seq,
-                    "namespace_id": ns_id,
-                    "key": fmt.escape(key),
-                    "key_len": len(item.key),
-                    "meta_len": len(item.meta),
-                    "value_len": item.value_len,
-                    "expiration": item.expiration,
-                    "checksum_ok": item.checksum_ok,
-                }
-                click.echo(json.dumps(record))
-                continue
-            if item.kind in ("region", "tail"):
-                what = "DAMAGED REGION" if item.kind == "region" else "INVALID TAIL"
-                rows.append((item.offset, what, "", "", f"{item.size} bytes", "", "", "", "BAD"))
-                continue
-            rows.append(
-                (
-                    item.offset,
-                    f"{item.type}{' (batch)' if item.batch else ''}",
-                    item.seq,
-                    "catalog" if ns_id == CATALOG_NS_ID else ("" if ns_id is None else ns_id),
-                    fmt.escape(key),
-                    len(item.meta),
-                    item.value_len,
-                    _when(item.expiration) if item.expiration else "",
-                    "ok" if item.checksum_ok else "BAD",
-                )
-            )
-    if not as_json:
-        headers = ["OFFSET", "TYPE", "SEQ", "NS", "KEY", "META", "VALUE", "EXPIRES", "CHECKSUM"]
-        click.echo(fmt.table(headers, rows))
+                click.echo(json.dumps(_item_json(item)))
+            else:
+                click.echo(table.row(_item_row(item)))
+
+
+_INSPECT_COLUMNS = [
+    ("OFFSET", 10),
+    ("TYPE", 14),
+    ("SEQ", 8),
+    ("NS", 7),
+    ("META", 5),
+    ("VALUE", 8),
+    ("EXPIRES", 20),
+    ("CHECKSUM", 8),
+    ("KEY", 0),
+]
+
+
+def _item_row(item: SegmentItem) -> tuple[Any, ...]:
+    if item.kind in ("region", "tail"):
+        what = "DAMAGED REGION" if item.kind == "region" else "INVALID TAIL"
+        return (item.offset, what, "", "", "", item.size, "", "BAD", f"({item.size} bytes)")
+    ns_id, key = _split_key(item.key)
+    return (
+        item.offset,
+        f"{item.type}{' (batch)' if item.batch else ''}",
+        item.seq,
+        "catalog" if ns_id == CATALOG_NS_ID else ("" if ns_id is None else ns_id),
+        len(item.meta),
+        item.value_len,
+        _when(item.expiration) if item.expiration else "",
+        "ok" if item.checksum_ok else "BAD",
+        fmt.escape(key),
+    )
+
+
+def _item_json(item: SegmentItem) -> dict[str, Any]:
+    ns_id, key = _split_key(item.key)
+    return {
+        "offset": item.offset,
+        "end": item.end,
+        "kind": item.kind,
+        "type": item.type,
+        "batch": item.batch,
+        "seq": item.seq,
+        "namespace_id": ns_id,
+        "key": fmt.escape(key),
+        "key_len": len(item.key),
+        "meta_len": len(item.meta),
+        "value_len": item.value_len,
+        "expiration": item.expiration,
+        "checksum_ok": item.checksum_ok,
+    }
 
 
 def _split_key(stored: bytes) -> tuple[int | None, bytes]:
@@ -791,31 +811,17 @@ Example: kvengine verify""")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @pass_settings
 def verify(s: Settings, as_json: bool) -> None:
-    from engine.cli_verify import verify_store
-
     _require_store_dir(s.db)
     report = verify_store(s.db)
     if as_json:
-        click.echo(
-            fmt.to_json(
-                {
-                    "ok": report.ok,
-                    "segments": len(report.segments),
-                    "records": report.records,
-                    "bytes": report.bytes,
-                    "hints_checked": report.hints_checked,
-                    "hints_unchecked": report.hints_unchecked,
-                    "problems": report.problems,
-                }
-            )
-        )
+        click.echo(fmt.to_json(report.as_dict()))
     else:
         for p in report.problems:
             label = "DAMAGE" if p.fatal else "note"
             click.echo(f"{label}: {p.path} offset {p.offset}: {p.what}")
-        hints = f"{report.hints_checked} hint files"
+        hints = f"{report.hints_checked} hint files checked"
         if report.hints_unchecked:
-            hints += f" ({report.hints_unchecked} not checked: this build reads no hint files)"
+            hints += f", {report.hints_unchecked} not (this build has no hint file support)"
         damaged = sum(p.fatal for p in report.problems)
         verdict = "OK" if report.ok else f"DAMAGED: {damaged} damaged places"
         click.echo(
@@ -897,6 +903,7 @@ def _compaction_text(report: engine.CompactionReport) -> str:
     rows = [
         (reason, report.records_dropped.get(reason, 0), report.bytes_dropped.get(reason, 0))
         for reason in reasons
+        if report.records_dropped.get(reason, 0) or report.bytes_dropped.get(reason, 0)
     ]
     if rows:
         lines += ["", fmt.table(["REASON", "RECORDS", "BYTES"], rows)]
@@ -924,8 +931,6 @@ Example: kvengine bench --quick""")
 def bench(
     ctx: click.Context, quick: bool, keys: int | None, value_size: int, as_json: bool
 ) -> None:
-    from engine.cli_bench import run_bench
-
     s = ctx.find_object(Settings)
     assert s is not None
     source = ctx.parent.get_parameter_source("db") if ctx.parent else None
@@ -958,4 +963,4 @@ def main(argv: list[str] | None = None, prog_name: str = "kvengine") -> None:
     cli.main(args=argv, prog_name=prog_name)
 
 
-__all__ = ["cli", "main"]
+__all__ = ["UserError", "cli", "error_line", "main"]

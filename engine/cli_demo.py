@@ -34,6 +34,8 @@ def run_session(path: str, say: Callable[[str], None]) -> None:
         ValueError: path is a non-empty directory that holds no kvengine store.
         StoreLockedError: another process has the store open for writing.
     """
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise ValueError(f"{path} is not a directory")
     if _is_foreign(path):
         raise ValueError(
             f"{path} is not empty and holds no kvengine store; choose a new or empty directory"
@@ -63,7 +65,7 @@ def run_session(path: str, say: Callable[[str], None]) -> None:
         step("kv.put_many([...3 users...])   # bulk write: all or nothing")
         step('kv.get("user:2", type="json")', kv.get("user:2", type="json"))
         page = kv.list(prefix="user:", limit=2)
-        step('kv.list(prefix="user:", limit=2)', [k.name for k in page.keys])
+        step('[k.name for k in kv.list(prefix="user:", limit=2).keys]', [k.name for k in page.keys])
         say(f"    list_complete={page.list_complete}; pass cursor=... for the next page")
         kv.delete("user:3")
         step('kv.delete("user:3")')
@@ -71,10 +73,10 @@ def run_session(path: str, say: Callable[[str], None]) -> None:
         session_exp = next(k for k in kv.list(prefix="session:").keys).expiration
         step('kv.list(prefix="session:").keys[0].expiration', session_exp)
         stats = db.stats()
-        step(
-            "db.stats()",
-            f"{stats.keys} live keys, {human_bytes(stats.live_bytes)} live of "
-            f"{human_bytes(stats.disk_bytes)} on disk in {len(stats.segments)} segments",
+        step("db.stats()")
+        say(
+            f"    {stats.keys} live keys, {human_bytes(stats.live_bytes)} live of "
+            f"{human_bytes(stats.disk_bytes)} on disk in {len(stats.segments)} segment files"
         )
     db_arg = shlex.quote(path)
     say("")

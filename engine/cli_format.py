@@ -69,6 +69,31 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     return "\n".join(out)
 
 
+class StreamTable:
+    """A table printed row by row, for output too long to hold: fixed column
+    widths (a wider cell only pushes the rest of its line), the last column free."""
+
+    def __init__(self, columns: Sequence[tuple[str, int]]) -> None:
+        self.columns = columns
+
+    def header(self) -> str:
+        names = [name for name, _ in self.columns]
+        rules = ["-" * max(width, len(name)) for name, width in self.columns]
+        return self._line(names, numeric=False) + "\n" + self._line(rules, numeric=False)
+
+    def row(self, values: Sequence[Any]) -> str:
+        return self._line(values, numeric=True)
+
+    def _line(self, values: Sequence[Any], *, numeric: bool) -> str:
+        parts = []
+        for (name, width), value in zip(self.columns, values, strict=True):
+            width = max(width, len(name))
+            text = str(value)
+            right = numeric and isinstance(value, int | float)
+            parts.append(text.rjust(width) if right else text.ljust(width))
+        return "  ".join(parts).rstrip()
+
+
 def to_json(value: Any, *, indent: int | None = 2) -> str:
     """JSON text of value; dataclasses become objects.  ASCII-only, so no
     control or bidirectional character reaches the terminal unescaped."""
@@ -85,4 +110,4 @@ def _plain(value: Any) -> Any:
     return value
 
 
-__all__ = ["escape", "human_bytes", "percent", "table", "to_json"]
+__all__ = ["StreamTable", "escape", "human_bytes", "percent", "table", "to_json"]

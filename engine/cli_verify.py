@@ -9,13 +9,15 @@ has hint files.
 
 from __future__ import annotations
 
+import errno
 import os
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from typing import Any
 
 from engine import storage
-from engine.errors import CorruptionError, EngineError, FormatVersionError
+from engine.errors import CorruptionError, EngineError, EngineIOError, FormatVersionError
 from engine.inspect import SEGMENT_HEADER_BYTES, SegmentInspector, hint_ids, segment_paths
 
 
@@ -51,6 +53,22 @@ class SegmentSummary:
     hint: bool = False
     problems: list[Problem] = field(default_factory=list)
 
+    def as_dict(self) -> dict[str, Any]:
+        """The figures `kvengine segments --json` prints."""
+        return {
+            "id": self.id,
+            "path": self.path,
+            "size": self.size,
+            "header_ok": self.header_ok,
+            "compacted": self.compacted,
+            "records": dict(self.records),
+            "damaged_records": self.damaged_records,
+            "damaged_bytes": self.damaged_bytes,
+            "min_seq": self.min_seq,
+            "max_seq": self.max_seq,
+            "hint": self.hint,
+        }
+
 
 @dataclass(slots=True)
 class VerifyReport:
@@ -71,17 +89,38 @@ class VerifyReport:
     def bytes(self) -> int:
         return sum(s.size for s in self.segments)
 
+    def as_dict(self) -> dict[str, Any]:
+        """The verdict and figures `kvengine verify --json` prints."""
+        return {
+            "ok": self.ok,
+            "segments": len(self.segments),
+            "records": self.records,
+            "bytes": self.bytes,
+            "hints_checked": self.hints_checked,
+            "hints_unchecked": self.hints_unchecked,
+            "problems": [asdict(p) for p in self.problems],
+        }
 
-def summarize_segment(path: str, newest: bool) -> SegmentSummary:
+
+def summarize_segment(
+    path: str, *, newest: bool = False, appended: bool = False
+) -> SegmentSummary | None:
     """Reads every record of one segment file; damage goes into .problems.
 
-    newest: the file is the store's newest segment, where invalid bytes at the
-    end are a torn last write rather than damage.
+    newest: the store's newest segment, where a file shorter than a header is
+    an interrupted segment creation.  appended: the newest segment not written
+    by the compactor (FORMAT.md section 5), where invalid bytes at the end are
+    a torn last write rather than damage.  None when the file is gone (a
+    compaction beside a running writer retired it).
     """
     try:
         inspector = SegmentInspector(path)
     except FormatVersionError:
         return _unreadable(path, "written by an unsupported format version")
+    except EngineIOError as exc:
+        if exc.errno == errno.ENOENT:
+            return None  # retired by a compaction since the directory was listed
+        return _unreadable(path, f"cannot be read: {exc}")
     except EngineError as exc:
         return _unreadable(path, f"cannot be read: {exc}")
     with inspector:
@@ -89,7 +128,7 @@ def summarize_segment(path: str, newest: bool) -> SegmentSummary:
         summary = SegmentSummary(
             id=hdr.id, path=path, size=hdr.size, header_ok=hdr.valid, compacted=hdr.compacted
         )
-        torn_allowed = newest and not hdr.compacted
+        torn_allowed = appended and not hdr.compacted
         if not hdr.valid:
             interrupted = newest and hdr.size < SEGMENT_HEADER_BYTES
             summary.problems.append(
@@ -135,15 +174,31 @@ def _unreadable(path: str, what: str) -> SegmentSummary:
     return summary
 
 
+def _appended_segment(paths: list[str]) -> str | None:
+    """The newest segment the compactor did not write: the one a writer appends
+    to, so the only one whose end may hold a write cut short."""
+    for path in reversed(paths):
+        try:
+            with SegmentInspector(path) as seg:
+                if not seg.header.compacted:  # an invalid header counts as appended to
+                    return path
+        except EngineError:
+            continue
+    return None
+
+
 def summarize_store(
     store_dir: str, progress: Callable[[SegmentSummary], None] | None = None
 ) -> list[SegmentSummary]:
     """Every segment file of the store directory, oldest first."""
     paths = segment_paths(store_dir)
     hints = set(hint_ids(store_dir))
+    appended = _appended_segment(paths)
     out = []
     for i, path in enumerate(paths):
-        summary = summarize_segment(path, newest=i == len(paths) - 1)
+        summary = summarize_segment(path, newest=i == len(paths) - 1, appended=path == appended)
+        if summary is None:
+            continue
         summary.hint = summary.id in hints
         out.append(summary)
         if progress is not None:
@@ -169,6 +224,8 @@ def verify_store(
             where = exc.path or os.path.join(store_dir, f"{seg_id:016x}.hint")
             report.problems.append(Problem(where, exc.offset or 0, f"bad hint file: {exc}"))
         except (EngineError, OSError) as exc:
+            if isinstance(exc, OSError) and exc.errno == errno.ENOENT:
+                continue  # retired by a compaction since the directory was listed
             where = os.path.join(store_dir, f"{seg_id:016x}.hint")
             report.problems.append(Problem(where, 0, f"hint file cannot be read: {exc}"))
         report.hints_checked += 1

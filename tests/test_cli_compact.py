@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import pty
+import subprocess
+import sys
 import time
 
 import pytest
@@ -63,7 +66,8 @@ def test_dry_run_predicts_within_five_percent_and_changes_nothing(store):
     assert abs(predicted["bytes_reclaimed"] - actual["bytes_reclaimed"]) <= (
         0.05 * actual["bytes_reclaimed"]
     )
-    for reason in ("overwritten", "deleted", "expired"):
+    assert set(actual["bytes_dropped"]) <= {"overwritten", "deleted", "expired", "tombstone"}
+    for reason in ("overwritten", "expired"):
         assert actual["bytes_dropped"].get(reason, 0) > 0, reason
     assert sum(sizes(store).values()) < sum(before.values())
     assert run(store, "get", "key-1").stdout == "2" * 120
@@ -88,3 +92,33 @@ def test_compact_refuses_a_locked_store(store):
 def test_compact_needs_a_store(tmp_path):
     result = run(str(tmp_path / "none"), "compact")
     assert result.exit_code == 1 and result.stderr.startswith("no store at")
+
+
+def test_progress_bar_on_a_terminal(store):
+    """On a terminal, compact draws a progress bar on stderr; elsewhere it does not."""
+    primary, secondary = pty.openpty()
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "engine", "--db", store, "compact"],
+            stdout=subprocess.PIPE,
+            stderr=secondary,
+            timeout=120,
+        )
+        os.close(secondary)
+        secondary = -1
+        drawn = b""
+        while True:
+            try:
+                chunk = os.read(primary, 4096)
+            except OSError:  # EIO: the terminal's other side is closed
+                break
+            if not chunk:
+                break
+            drawn += chunk
+    finally:
+        os.close(primary)
+        if secondary >= 0:
+            os.close(secondary)
+    assert proc.returncode == 0
+    assert b"compacting" in drawn and b"100%" in drawn
+    assert proc.stdout.startswith(b"reclaimed ")

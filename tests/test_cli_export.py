@@ -159,3 +159,12 @@ def test_import_checks_every_file_before_writing(tmp_path):
     result = run(db, "import", str(good), str(bad))
     assert result.exit_code == 1 and "The item at index 0 is" in result.stderr
     assert not os.path.exists(db)
+
+
+def test_export_of_a_missing_namespace(tmp_path):
+    src = str(tmp_path / "src")
+    with engine.open(src) as store:
+        store.namespace().put("k", "v")
+    result = run(src, "export", "--out", str(tmp_path / "dump"), ns="NOPE")
+    assert result.exit_code == 1 and result.stderr.startswith("no namespace NOPE")
+    assert not os.path.exists(tmp_path / "dump")

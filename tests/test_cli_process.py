@@ -105,3 +105,34 @@ def test_bench_json_into_an_explicit_store_leaves_it_clean(tmp_path):
     names = runner.invoke(cli, ["--db", db, "namespaces"]).stdout.split()
     assert names == ["default"]
     assert runner.invoke(cli, ["--db", db, "get", "mine"]).stdout == "kept"
+
+
+def test_a_reader_that_goes_away_is_no_error_worth_a_traceback(tmp_path):
+    db = str(tmp_path / "kvdata")
+    blob = tmp_path / "blob"
+    blob.write_bytes(b"z" * (4 << 20))  # far more than a pipe holds
+    put = python_m_engine("--db", db, "put", "big", "--path", str(blob), cwd=str(tmp_path))
+    assert put.returncode == 0, put.stderr
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "engine", "--db", db, "get", "big"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    assert proc.stdout.read(10) == b"z" * 10
+    proc.stdout.close()
+    err = proc.stderr.read()
+    proc.wait(timeout=60)
+    assert b"Traceback" not in err and b"Broken pipe" not in err
+
+
+def test_session_path_that_is_a_file(tmp_path, capsys):
+    from engine.__main__ import run
+
+    target = tmp_path / "afile"
+    target.write_text("mine")
+    with pytest.raises(SystemExit) as exited:
+        run([str(target)])
+    assert exited.value.code == 1
+    assert capsys.readouterr().err.strip() == f"{target} is not a directory"
+    assert target.read_text() == "mine"
