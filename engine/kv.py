@@ -268,15 +268,22 @@ class Namespace:
         if data is not None and len(data) > v.MAX_VALUE_BYTES:
             v.value_too_large(len(data))
         full = ns._writable_prefix("put") + k
-        if ns._limiter is not None:
-            ns._limiter.admit((full,), ns._store._clock(), "PUT")
-        if data is not None:
-            ns._log.put(full, data, meta, exp)
-            return
+        limiter = ns._limiter
+        if limiter is not None:
+            admitted_at = ns._store._clock()
+            limiter.admit((full,), admitted_at, "PUT")
         try:
-            ns._log.put_stream(full, stream_chunks(value), meta, exp, limit=v.MAX_VALUE_BYTES)
-        except _StreamTooLarge as exc:
-            v.value_too_large(exc.size)
+            if data is not None:
+                ns._log.put(full, data, meta, exp)
+            else:
+                ns._log.put_stream(full, stream_chunks(value), meta, exp, limit=v.MAX_VALUE_BYTES)
+        except BaseException as exc:
+            # A write that did not happen (a refused or failed stream, an I/O error) is no write.
+            if limiter is not None:
+                limiter.release((full,), admitted_at)
+            if isinstance(exc, _StreamTooLarge):
+                v.value_too_large(exc.size)
+            raise
 
     def delete(self, key: str) -> None:
         """Deletes key; deleting a missing key is not an error."""
