@@ -156,11 +156,20 @@ static int batch_commit(recovery *rv, const kv_scan_event *ev, uint16_t slot)
     pending_batch *b = &rv->batch;
     int rc = 0;
 
-    if (b->n == 0 || b->recs[0].rec.seq != first) {
+    /* Members ahead of the commit's first one belong to an earlier batch whose
+     * commit never came (a torn batch stays in the file once its tail is cut, and
+     * the next batch is appended right after it): they are dropped, the rest applied. */
+    uint32_t start = 0;
+    while (start < b->n && b->recs[start].rec.seq != first)
+        start++;
+    if (start == b->n) {
         batch_clear(b);
         return 0; /* a commit without its members: nothing to apply */
     }
-    for (uint32_t i = 0; i < b->n && !rc; i++) {
+    if (start > 0)
+        rc = kv_db_add_damage(rv->db, rv->db->segs[slot]->id, b->first_off,
+                              b->recs[start].off - b->first_off, KV_DAMAGE_BATCH);
+    for (uint32_t i = start; i < b->n && !rc; i++) {
         if (b->recs[i].rec.seq < first + count)
             rc = apply(rv, b->recs[i].key, &b->recs[i].rec, slot, b->recs[i].off, 0);
     }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import random
 import signal
 import subprocess
@@ -252,3 +253,29 @@ def test_batch_killed_midway_lands_whole_or_not_at_all(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_batch_killed_midway_many_times(tmp_path: Path) -> None:
     _check_batches_land_whole(tmp_path, runs=100, seed=2)
+
+
+def test_batch_written_after_a_torn_batch_survives_reopen(tmp_path: Path) -> None:
+    """A torn batch's members stay in the file when its tail is cut; the next batch is
+    appended right behind them and must not be mistaken for part of the torn one."""
+    path = tmp_path / "db"
+    with engine.open(path) as db:
+        db.namespace("n")
+        db.sync()
+        (segment,) = path.glob("*.seg")
+        start = segment.stat().st_size
+        db.namespace("n").put_many([{"key": "a", "value": "torn"}, {"key": "b", "value": "torn"}])
+    end = segment.stat().st_size
+    # Inside the commit record, after both members: only the commit is torn.
+    os.truncate(segment, end - 8)
+    with engine.open(path) as db:
+        kinds = [d.kind for d in db.stats().damage]
+        assert "uncommitted batch dropped" in kinds
+        kv = db.namespace("n")
+        assert kv.get_many(["a", "b"]) == {"a": None, "b": None}
+        kv.put_many([{"key": "a", "value": "new"}])
+        kv.put_many([{"key": "c", "value": "new"}, {"key": "d", "value": "new"}])
+    with engine.open(path) as db:
+        kv = db.namespace("n")
+        assert kv.get_many(["a", "b", "c", "d"]) == {"a": "new", "b": None, "c": "new", "d": "new"}
+        assert start < end
