@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import itertools
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,6 +12,7 @@ from kv_helpers import FakeClock
 
 import engine
 from engine import KVError
+from engine._ffi import lib
 
 TOO_MANY = "KV {op} failed: 429 Too Many Requests"
 
@@ -109,6 +111,30 @@ def test_a_refused_put_is_not_a_write(kv: engine.Namespace) -> None:
         kv.put("k", iter(["text chunk"]))
     kv.put("k", "accepted")
     assert kv.get("k") == "accepted"
+
+
+WRITES = {
+    "put": lambda kv: kv.put("k", "v"),
+    "put-stream": lambda kv: kv.put("k", iter([b"v"])),
+    "delete": lambda kv: kv.delete("k"),
+    "put_many": lambda kv: kv.put_many([{"key": "k", "value": "v"}]),
+    "delete_many": lambda kv: kv.delete_many(["k"]),
+}
+
+
+@pytest.mark.parametrize("write", sorted(WRITES))
+def test_a_write_that_failed_on_disk_is_not_a_write(
+    kv: engine.Namespace, clock: FakeClock, write: str
+) -> None:
+    kv.put("k", "present")
+    clock.advance(1)
+    lib.kv_io_fault_set(lib.KV_IO_OP_WRITE, 1, errno.ENOSPC, 0)
+    try:
+        with pytest.raises(engine.EngineIOError):
+            WRITES[write](kv)
+    finally:
+        lib.kv_io_fault_set(0, 0, 0, 0)
+    WRITES[write](kv)  # at once: the failed attempt did not count
 
 
 def test_off_by_default(tmp_path: Path) -> None:
