@@ -292,8 +292,10 @@ def _settings() -> settings:
             deadline=None,
             suppress_health_check=[HealthCheck.too_slow],
         )
-    # The loaded profile (HYPOTHESIS_PROFILE) decides how long to run.
-    return settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    # The loaded profile (HYPOTHESIS_PROFILE) decides how many runs.
+    return settings(
+        stateful_step_count=40, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+    )
 
 
 KVMachine.TestCase.settings = _settings()
