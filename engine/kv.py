@@ -278,24 +278,30 @@ class Namespace:
         meta = v.metadata_bytes(metadata) if metadata is not None else b""
         if data is not None and len(data) > v.MAX_VALUE_BYTES:
             v.value_too_large(len(data))
-        full = ns._writable_prefix("put") + k
-        if ns._limiter is not None:
-            ns._limiter.admit((full,), ns._store._clock(), "PUT")
-        if data is not None:
-            ns._log.put(full, data, meta, exp)
-            return
+        full = (ns._writable_prefix("put") + k,)
+        admitted_at = ns._admit(full, "PUT")
         try:
-            ns._log.put_stream(full, stream_chunks(value), meta, exp, limit=v.MAX_VALUE_BYTES)
-        except _StreamTooLarge as exc:
-            v.value_too_large(exc.size)
+            if data is not None:
+                ns._log.put(full[0], data, meta, exp)
+            else:
+                chunks = stream_chunks(value)
+                ns._log.put_stream(full[0], chunks, meta, exp, limit=v.MAX_VALUE_BYTES)
+        except BaseException as exc:
+            ns._release(full, admitted_at)
+            if isinstance(exc, _StreamTooLarge):
+                v.value_too_large(exc.size)
+            raise
 
     def delete(self, key: str) -> None:
         """Deletes key; deleting a missing key is not an error."""
         ns = self._current()
-        k = ns._writable_prefix("delete") + v.key_bytes(key, "DELETE")
-        if ns._limiter is not None:
-            ns._limiter.admit((k,), ns._store._clock(), "DELETE")
-        ns._log.delete(k)
+        full = (ns._writable_prefix("delete") + v.key_bytes(key, "DELETE"),)
+        admitted_at = ns._admit(full, "DELETE")
+        try:
+            ns._log.delete(full[0])
+        except BaseException:
+            ns._release(full, admitted_at)
+            raise
 
     def put_many(self, items: Iterable[dict[str, Any] | BulkPair]) -> None:
         """Writes up to 10,000 pairs (under 100,000,000 bytes) all or nothing.
@@ -336,9 +342,7 @@ class Namespace:
                 413,
                 f"Bulk write of {total} bytes exceeds the limit of {v.MAX_BULK_BYTES}.",
             )
-        if ns._limiter is not None:
-            ns._limiter.admit([op.key for op in ops], now, "PUT")
-        ns._log.write_batch(ops)
+        ns._write_batch(ops, "PUT")
 
     def delete_many(self, keys: Iterable[str | dict[str, Any] | KeyInfo]) -> None:
         """Deletes up to 10,000 keys all or nothing; missing keys are not an error.
@@ -364,9 +368,29 @@ class Namespace:
             except (ValueError, TypeError, KVError) as exc:
                 exc.index = index  # type: ignore[union-attr]
                 raise
-        if ns._limiter is not None:
-            ns._limiter.admit(full, ns._store._clock(), "DELETE")
-        ns._log.write_batch([BatchOp(k) for k in full])
+        ns._write_batch([BatchOp(k) for k in full], "DELETE")
+
+    def _admit(self, keys: tuple[bytes, ...] | list[bytes], op: str) -> float | None:
+        """Records a write of keys with the rate limiter (if on); the time it was recorded at."""
+        if self._limiter is None:
+            return None
+        now = self._store._clock()
+        self._limiter.admit(keys, now, op)
+        return now
+
+    def _release(self, keys: tuple[bytes, ...] | list[bytes], admitted_at: float | None) -> None:
+        """A write that did not happen (refused, failed stream, I/O error) is no write."""
+        if self._limiter is not None and admitted_at is not None:
+            self._limiter.release(keys, admitted_at)
+
+    def _write_batch(self, ops: list[BatchOp], op: str) -> None:
+        keys = [o.key for o in ops]
+        admitted_at = self._admit(keys, op)
+        try:
+            self._log.write_batch(ops)
+        except BaseException:
+            self._release(keys, admitted_at)
+            raise
 
     def _writable_prefix(self, what: str) -> bytes:
         if self._id is None:

@@ -42,5 +42,16 @@ class WriteRateLimiter:
             for key in seen:
                 last[key] = now
 
+    def release(self, keys: Iterable[bytes], now: float) -> None:
+        """Forgets the writes admit() recorded at now: they were refused after all.
+
+        An earlier write of such a key lay at least a window before now, so
+        forgetting it instead of restoring it refuses nothing that should pass.
+        """
+        with self._lock:
+            for key in keys:
+                if self._last.get(key) == now:
+                    del self._last[key]
+
 
 __all__ = ["WINDOW_SECONDS", "WriteRateLimiter"]

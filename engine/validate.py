@@ -169,7 +169,9 @@ def metadata_bytes(metadata: Any) -> bytes:
         text = json.dumps(metadata, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
     except ValueError as exc:  # NaN / Infinity, circular references
         raise TypeError(f"metadata is not JSON serializable: {exc}") from None
-    raw = text.encode()
+    # A lone surrogate can only stand inside a JSON string; JSON.stringify writes it as
+    # a \uXXXX escape, which is exactly what backslashreplace writes.
+    raw = text.encode(errors="backslashreplace")
     if len(raw) > MAX_METADATA_BYTES:
         fail("PUT", 413, f"Metadata length of {len(raw)} exceeds limit of {MAX_METADATA_BYTES}.")
     return raw

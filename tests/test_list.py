@@ -193,3 +193,15 @@ def test_listing_shows_the_newest_version(kv: engine.Namespace) -> None:
 def test_list_with_none_prefix_and_cursor_is_the_default(kv: engine.Namespace) -> None:
     kv.put("k", "v")
     assert kv.list(prefix=None, limit=None, cursor=None) == kv.list()
+
+
+def test_cursor_from_another_prefix_is_a_position_in_key_order(kv: engine.Namespace) -> None:
+    for key in ["a1", "a2", "b1", "b2", "c1"]:
+        kv.put(key, "v")
+    before_b = kv.list(prefix="a", limit=1).cursor  # after "a1"
+    assert names(kv.list(prefix="b", cursor=before_b)) == ["b1", "b2"]
+    assert names(kv.list(cursor=before_b)) == ["a2", "b1", "b2", "c1"]
+    first_b = kv.list(prefix="b", limit=1).cursor
+    assert names(kv.list(prefix="c", cursor=first_b)) == ["c1"]
+    past_b = kv.list(limit=4).cursor  # after "b2"
+    assert kv.list(prefix="b", cursor=past_b) == ListResult([], True, None)

@@ -257,3 +257,13 @@ def test_open_stream_keeps_the_value_it_opened(kv: engine.Namespace) -> None:
         kv.put("k", b"second")
         kv.delete("k")
         assert stream.read() == b"first"
+
+
+def test_metadata_with_a_lone_surrogate_is_escaped_as_json_stringify_does(
+    kv: engine.Namespace,
+) -> None:
+    kv.put("k", "v", metadata={"s": "a\ud800\\"})
+    assert kv.get_with_metadata("k").metadata == {"s": "a\ud800\\"}
+    # '"' + 1018 x "x" + '\ud800' (6 bytes as an escape) + '"' = 1026 bytes
+    with pytest.raises(engine.KVError, match="Metadata length of 1026 exceeds limit of 1024"):
+        kv.put("k", "v", metadata="x" * 1018 + "\ud800")
