@@ -391,7 +391,7 @@ class LogStore:
         """As list, column by column: the keys (each without its first `strip`
         bytes), their expirations, their metadata (None instead of the list when no
         key has any) and whether more follow.  The KV layer's listing path: columns
-        are cut out of the C item array by C-level slicing, with no Python loop.
+        are cut out of the C item array by memoryview slicing.
         """
         tls = self._tls
         items = ffi.new("kv_list_item[]", max(limit, 1))
@@ -419,9 +419,8 @@ class LogStore:
         if meta_offs is not None:
             end = max(end, max(map(add, meta_offs, meta_lens)))
         blob = ffi.buffer(tls.buf.data, end)[:]
-        cut = blob.__getitem__
-        starts = map(add, key_offs, repeat(strip)) if strip else key_offs
-        keys = list(map(cut, map(slice, starts, map(add, key_offs, key_lens))))
+        # A comprehension slices in fewer instructions than map(slice ...) here.
+        keys = [blob[ko + strip : ko + kl] for ko, kl in zip(key_offs, key_lens, strict=True)]
         exps = raw.cast("Q")[0 :: _LIST_ITEM.size // 8].tolist()
         metas = None
         if meta_offs is not None:
