@@ -56,7 +56,7 @@ class Config:
 
 PRESETS = {
     # keys, keys_4k, ops, lists, big_mib, big_reps, open_keys, rounds
-    "full": (200_000, 20_000, 100_000, 200, 25, 3, 1_000_000, 5),
+    "full": (100_000, 10_000, 50_000, 100, 25, 3, 1_000_000, 5),
     "quick": (20_000, 4_000, 20_000, 50, 25, 3, 100_000, 3),
     "tiny": (2_000, 200, 1_000, 2, 1, 1, 2_000, 1),
 }
@@ -378,6 +378,7 @@ def machine() -> dict[str, Any]:
         "cores": os.cpu_count(),
         "os": f"{platform.system()} {platform.release()}",
         "python": platform.python_version(),
+        "load average at start": os.getloadavg(),
     }
 
 
@@ -421,19 +422,21 @@ def main(argv: list[str] | None = None) -> int:
     stores, skipped = available(wanted)
     for name, text in skipped.items():
         print(f"{name}: {text}", file=sys.stderr)
+    info = machine()
     parent = args.dir or os.environ.get("KVENGINE_BENCH_DIR")
     with tempfile.TemporaryDirectory(prefix="kvbench-", dir=parent) as workdir:
         bench = Bench(cfg, stores, workdir)
         res = bench.run(lambda s: print(s, file=sys.stderr, flush=True))
     for name, text in skipped.items():
         res.note(name, text)
+    info["load average at end"] = os.getloadavg()
     report = peer_report.build(
         res.medians(),
         {w: dict(per) for w, per in res.figures.items()},
         {k: statistics.median(v) for k, v in res.baselines.items()},
         res.notes,
         config=vars(args),
-        machine=machine(),
+        machine=info,
         versions={s: peer_stores.version(s) for s in stores},
         durability={s: peer_stores.DURABILITY[s] for s in stores},
         big_bytes=cfg.big_mib * MIB,
