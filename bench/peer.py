@@ -221,12 +221,24 @@ class Bench:
         shutil.rmtree(path)
 
     def big(self, store: str) -> None:
+        """Large values: put then get each, as bandwidth.
+
+        Each store starts from a clean page cache (os.sync() first): dirty pages
+        left by earlier workloads throttle writes for whoever comes next.  Beside
+        kvengine's puts, the same run measures the machine: a `dd`-like write of
+        the same bytes to a new file just before each put (the files stay, as the
+        values do) and a memcpy of them into an already touched buffer.
+        """
         path = self.fresh_dir(store, "big")
         db = self.open(store, path)
         keys = [db.key(b"big%d" % i) for i in range(self.cfg.big_reps)]
         value = self.big_value
-        puts, gets = [], []
-        for k in keys:
+        baseline = store == "kvengine"
+        puts, gets, writes = [], [], []
+        os.sync()
+        for i, k in enumerate(keys):
+            if baseline:
+                writes.append(self._page_cache_write(os.path.join(self.workdir, f"dd-{i}")))
             t = clock()
             db.put(k, value)
             puts.append(clock() - t)
@@ -241,35 +253,33 @@ class Bench:
         self.res.add(f"get {name}", store, statistics.median(gets))
         db.close()
         shutil.rmtree(path)
+        if baseline:
+            for i in range(len(keys)):
+                os.unlink(os.path.join(self.workdir, f"dd-{i}"))
+            self.res.baselines.setdefault("page-cache write", []).append(statistics.median(writes))
+            self.res.baselines.setdefault("memcpy", []).append(self._memcpy())
 
-    def machine_bandwidth(self) -> None:
-        """Page-cache write (like `dd bs=SIZE count=1` to a new file) and memcpy of the big size."""
-        value = self.big_value
-        n = len(value)
-        writes = []
-        paths = [os.path.join(self.workdir, f"dd-{i}") for i in range(self.cfg.big_reps)]
-        for path in paths:
-            t = clock()
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            view = memoryview(value)
-            while view:
-                view = view[os.write(fd, view) :]
-            os.close(fd)
-            writes.append(clock() - t)
-        # The files stay until all are written, as the stores' values stay: unlinking
-        # each at once would hand the same hot pages back to the next write.
-        for path in paths:
-            os.unlink(path)
-        self.res.baselines.setdefault("page-cache write", []).append(statistics.median(writes))
-        # Into an already touched buffer: the copy itself, without page faults.
+    def _page_cache_write(self, path: str) -> float:
+        """Seconds to write the big value to a new file (`dd bs=SIZE count=1`, no fsync)."""
+        t = clock()
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        view = memoryview(self.big_value)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.close(fd)
+        return clock() - t
+
+    def _memcpy(self) -> float:
+        """Seconds to copy the big value into an already touched buffer (no page faults)."""
+        n = len(self.big_value)
         dst = ctypes.create_string_buffer(n)
-        src = ctypes.c_char_p(value)
+        src = ctypes.c_char_p(self.big_value)
         copies = []
         for _ in range(max(3, self.cfg.big_reps)):
             t = clock()
             ctypes.memmove(dst, src, n)
             copies.append(clock() - t)
-        self.res.baselines.setdefault("memcpy", []).append(statistics.median(copies))
+        return statistics.median(copies)
 
     def build_large(self, store: str) -> str:
         """The store of open_keys keys for the open test, loaded in bulk (untimed)."""
@@ -312,9 +322,6 @@ class Bench:
                 progress(f"  {store}")
                 self.small_values(store)
                 self.fill_4k(store)
-            # The page-cache baseline right before the large values, under the same
-            # conditions (dirty pages, writeback) as the stores' 25 MiB puts.
-            self.machine_bandwidth()
             for store in self.stores:
                 self.big(store)
             for store in self.stores:
