@@ -56,7 +56,7 @@ class Config:
 
 PRESETS = {
     # keys, keys_4k, ops, lists, big_mib, big_reps, open_keys, rounds
-    "full": (200_000, 20_000, 100_000, 200, 25, 3, 1_000_000, 5),
+    "full": (100_000, 10_000, 50_000, 100, 25, 3, 1_000_000, 5),
     "quick": (20_000, 4_000, 20_000, 50, 25, 3, 100_000, 3),
     "tiny": (2_000, 200, 1_000, 2, 1, 1, 2_000, 1),
 }
@@ -221,12 +221,24 @@ class Bench:
         shutil.rmtree(path)
 
     def big(self, store: str) -> None:
+        """Large values: put then get each, as bandwidth.
+
+        Each store starts from a clean page cache (os.sync() first): dirty pages
+        left by earlier workloads throttle writes for whoever comes next.  Beside
+        kvengine's puts, the same run measures the machine: a `dd`-like write of
+        the same bytes to a new file just before each put (the files stay, as the
+        values do) and a memcpy of them into an already touched buffer.
+        """
         path = self.fresh_dir(store, "big")
         db = self.open(store, path)
         keys = [db.key(b"big%d" % i) for i in range(self.cfg.big_reps)]
         value = self.big_value
-        puts, gets = [], []
-        for k in keys:
+        baseline = store == "kvengine"
+        puts, gets, writes = [], [], []
+        os.sync()
+        for i, k in enumerate(keys):
+            if baseline:
+                writes.append(self._page_cache_write(os.path.join(self.workdir, f"dd-{i}")))
             t = clock()
             db.put(k, value)
             puts.append(clock() - t)
@@ -241,35 +253,33 @@ class Bench:
         self.res.add(f"get {name}", store, statistics.median(gets))
         db.close()
         shutil.rmtree(path)
+        if baseline:
+            for i in range(len(keys)):
+                os.unlink(os.path.join(self.workdir, f"dd-{i}"))
+            self.res.baselines.setdefault("page-cache write", []).append(statistics.median(writes))
+            self.res.baselines.setdefault("memcpy", []).append(self._memcpy())
 
-    def machine_bandwidth(self) -> None:
-        """Page-cache write (like `dd bs=SIZE count=1` to a new file) and memcpy of the big size."""
-        value = self.big_value
-        n = len(value)
-        writes = []
-        paths = [os.path.join(self.workdir, f"dd-{i}") for i in range(self.cfg.big_reps)]
-        for path in paths:
-            t = clock()
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            view = memoryview(value)
-            while view:
-                view = view[os.write(fd, view) :]
-            os.close(fd)
-            writes.append(clock() - t)
-        # The files stay until all are written, as the stores' values stay: unlinking
-        # each at once would hand the same hot pages back to the next write.
-        for path in paths:
-            os.unlink(path)
-        self.res.baselines.setdefault("page-cache write", []).append(statistics.median(writes))
-        # Into an already touched buffer: the copy itself, without page faults.
+    def _page_cache_write(self, path: str) -> float:
+        """Seconds to write the big value to a new file (`dd bs=SIZE count=1`, no fsync)."""
+        t = clock()
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        view = memoryview(self.big_value)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.close(fd)
+        return clock() - t
+
+    def _memcpy(self) -> float:
+        """Seconds to copy the big value into an already touched buffer (no page faults)."""
+        n = len(self.big_value)
         dst = ctypes.create_string_buffer(n)
-        src = ctypes.c_char_p(value)
+        src = ctypes.c_char_p(self.big_value)
         copies = []
         for _ in range(max(3, self.cfg.big_reps)):
             t = clock()
             ctypes.memmove(dst, src, n)
             copies.append(clock() - t)
-        self.res.baselines.setdefault("memcpy", []).append(statistics.median(copies))
+        return statistics.median(copies)
 
     def build_large(self, store: str) -> str:
         """The store of open_keys keys for the open test, loaded in bulk (untimed)."""
@@ -308,12 +318,13 @@ class Bench:
             large[store] = self.build_large(store)
         for r in range(cfg.rounds):
             progress(f"round {r + 1}/{cfg.rounds}")
-            self.machine_bandwidth()
             for store in self.stores:
                 progress(f"  {store}")
                 self.small_values(store)
                 self.fill_4k(store)
+            for store in self.stores:
                 self.big(store)
+            for store in self.stores:
                 self.open_large(store, large[store])
         for path in large.values():
             shutil.rmtree(path, ignore_errors=True)
@@ -378,6 +389,7 @@ def machine() -> dict[str, Any]:
         "cores": os.cpu_count(),
         "os": f"{platform.system()} {platform.release()}",
         "python": platform.python_version(),
+        "load average at start": os.getloadavg(),
     }
 
 
@@ -421,19 +433,21 @@ def main(argv: list[str] | None = None) -> int:
     stores, skipped = available(wanted)
     for name, text in skipped.items():
         print(f"{name}: {text}", file=sys.stderr)
+    info = machine()
     parent = args.dir or os.environ.get("KVENGINE_BENCH_DIR")
     with tempfile.TemporaryDirectory(prefix="kvbench-", dir=parent) as workdir:
         bench = Bench(cfg, stores, workdir)
         res = bench.run(lambda s: print(s, file=sys.stderr, flush=True))
     for name, text in skipped.items():
         res.note(name, text)
+    info["load average at end"] = os.getloadavg()
     report = peer_report.build(
         res.medians(),
         {w: dict(per) for w, per in res.figures.items()},
         {k: statistics.median(v) for k, v in res.baselines.items()},
         res.notes,
         config=vars(args),
-        machine=machine(),
+        machine=info,
         versions={s: peer_stores.version(s) for s in stores},
         durability={s: peer_stores.DURABILITY[s] for s in stores},
         big_bytes=cfg.big_mib * MIB,

@@ -124,7 +124,11 @@ def _fmt(workload: str, value: float, big: int) -> str:
 def markdown(report: dict[str, Any]) -> str:
     med, ratios, big = report["medians"], report["ratios"], report["big_bytes"]
     stores = list(report["versions"])
+    m = report["machine"]
     lines = [
+        f"{m['cpu']}, {m['cores']} cores, {m['os']}, Python {m['python']}; load average "
+        f"{m['load average at start'][0]:.1f} at start, {m['load average at end'][0]:.1f} at end.",
+        "",
         "Medians; in brackets each peer's figure divided by kvengine's from the same run "
         "(time per operation or bytes: above 1x kvengine is faster or smaller).",
         "",

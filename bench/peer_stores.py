@@ -337,22 +337,20 @@ MODULES = {
 
 
 def version(name: str) -> str:
-    """The library version of a store, for the record."""
-    import importlib
+    """The Python package and version a store is used through, for the record."""
     import importlib.metadata as md
 
     if name == "sqlite":
         import sqlite3
 
-        return f"SQLite {sqlite3.sqlite_version}"
-    dist = {"kvengine": "kvengine", "lmdb": "lmdb", "rocksdb": "rocksdict"}.get(name, name)
-    if name == "leveldb":
-        dist = "plyvel"
+        return f"sqlite3 (SQLite {sqlite3.sqlite_version})"
+    dist = {"rocksdb": "rocksdict", "leveldb": "plyvel"}.get(name, name)
     try:
-        v = md.version(dist)
+        text = f"{dist} {md.version(dist)}"
     except md.PackageNotFoundError:
-        v = "?"
+        text = f"{dist} (version unknown)"
     if name == "lmdb":
-        mod = importlib.import_module("lmdb")
-        v += " (LMDB " + ".".join(map(str, mod.version())) + ")"
-    return v
+        import lmdb
+
+        text += " (LMDB " + ".".join(map(str, lmdb.version())) + ")"
+    return text

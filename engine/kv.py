@@ -16,6 +16,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterable
+from itertools import repeat
 from typing import Any
 
 from engine import validate as v
@@ -37,6 +38,9 @@ from engine.values import as_buffer, decode, decode_metadata, stream_chunks
 
 Clock = Callable[[], float]
 DEFAULT_NAMESPACE = "default"
+_PLAIN_TYPES = frozenset({"text", "json", "bytes", "arrayBuffer"})
+_MAX_KEY_BYTES = v.MAX_KEY_BYTES
+_MAX_VALUE_BYTES = v.MAX_VALUE_BYTES
 
 
 def open(
@@ -269,6 +273,33 @@ class Namespace:
             KVError: 414 key too long, 413 value or metadata too large,
                 400 invalid expiration, 429 same-key write within a second.
         """
+        # The common write inline (every Python call level costs about as much as
+        # the C put's own work): a bytes or str value, no options, no rate limit, a
+        # str key that is surely valid, a live writable handle.  Anything else takes
+        # the general path below, which raises the exact errors.
+        if (
+            expiration is None
+            and expiration_ttl is None
+            and metadata is None
+            and key.__class__ is str
+            and (value.__class__ is bytes or value.__class__ is str)
+            and self._limiter is None
+            and self._store._handles.get(self.name) is self
+            and self._id is not None
+        ):
+            try:
+                k = key.encode()
+                payload = value.encode() if isinstance(value, str) else value
+            except UnicodeEncodeError:
+                k = b""
+            if (
+                0 < len(k) <= _MAX_KEY_BYTES
+                and k != b"."
+                and k != b".."
+                and len(payload) <= _MAX_VALUE_BYTES
+            ):
+                self._log.put(self._prefix + k, payload)
+                return
         ns = self._current()
         k = v.key_bytes(key, "PUT")
         data = as_buffer(value)
@@ -407,6 +438,25 @@ class Namespace:
             json.JSONDecodeError: type="json" and the value is not JSON.
             CorruptionError: the stored record failed its checksum.
         """
+        # The common read inline (a call costs as much as the C lookup): a str key
+        # that is surely valid, a plain type, no cache_ttl, a live handle.  Anything
+        # else takes _read, which raises the exact errors.
+        if (
+            cache_ttl is None
+            and key.__class__ is str
+            and type in _PLAIN_TYPES
+            and self._store._handles.get(self.name) is self
+            and self._id is not None
+        ):
+            try:
+                k = key.encode()
+            except UnicodeEncodeError:
+                k = b""
+            if 0 < len(k) <= _MAX_KEY_BYTES and k != b"." and k != b"..":
+                raw = self._log.get_value(self._prefix + k, self._store._clock())
+                if raw is None or type == "bytes" or type == "arrayBuffer":
+                    return raw
+                return decode(raw, type)
         return self._read(key, type, cache_ttl, False)
 
     def get_with_metadata(
@@ -519,14 +569,21 @@ class Namespace:
         full = ns._prefix + p
         start = ns._prefix + after if after else b""
         plen = len(ns._prefix)
-        rows, more = ns._log.list_rows(full, start, ns._store._clock(), n, True, plen)
-        loads = json.loads
-        keys = [
-            KeyInfo(key.decode(), exp or None, None if meta is None else loads(meta))
-            for key, exp, meta in rows
-        ]
+        raw, exps, metas, more = ns._log.list_columns(
+            full, start, ns._store._clock(), n, True, plen
+        )
+        names = list(map(bytes.decode, raw))
+        if metas is None and not any(exps):
+            # The common page: names only, one C-level pass (KeyInfo's defaults are None).
+            keys = list(map(KeyInfo, names))
+        else:
+            loads = json.loads
+            keys = [
+                KeyInfo(name, exp or None, None if meta is None else loads(meta))
+                for name, exp, meta in zip(names, exps, metas or repeat(None), strict=True)
+            ]
         if more and keys:
-            return ListResult(keys, False, _encode_cursor(rows[-1][0]))
+            return ListResult(keys, False, _encode_cursor(raw[-1]))
         return ListResult(keys, True, None)
 
 

@@ -1,0 +1,111 @@
+"""The inline fast paths of Namespace.put/get/list give the same results and errors as
+the general paths they short-cut (engine/kv.py)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+import engine
+from engine import KVError, ReadOnlyError
+
+
+@pytest.fixture
+def store(tmp_path: Path):  # type: ignore[no-untyped-def]
+    with engine.open(tmp_path / "db", clock=lambda: 1_000_000.0) as s:
+        yield s
+
+
+@pytest.mark.parametrize(
+    ("key", "error"),
+    [
+        ("", ValueError),
+        (".", ValueError),
+        ("..", ValueError),
+        ("\ud800", ValueError),
+        ("k" * 513, KVError),
+        ("é" * 257, KVError),  # 514 UTF-8 bytes from 257 characters
+        (b"bytes-key", TypeError),
+    ],
+)
+def test_bad_keys_raise_the_general_errors(store, key, error) -> None:  # type: ignore[no-untyped-def]
+    ns = store.namespace()
+    with pytest.raises(error):
+        ns.put(key, b"v")
+    with pytest.raises(error):
+        ns.get(key, "bytes")
+
+
+def test_longest_key_is_accepted(store) -> None:  # type: ignore[no-untyped-def]
+    ns = store.namespace()
+    key = "é" * 256  # exactly 512 UTF-8 bytes
+    ns.put(key, "v")
+    assert ns.get(key) == "v"
+
+
+def test_values_round_trip_in_every_plain_type(store) -> None:  # type: ignore[no-untyped-def]
+    ns = store.namespace()
+    ns.put("b", b"\xff\x00raw")
+    ns.put("s", "ünïcode")
+    ns.put("j", json.dumps({"a": [1, 2]}))
+    assert ns.get("b", "bytes") == b"\xff\x00raw"
+    assert ns.get("b", "arrayBuffer") == b"\xff\x00raw"
+    assert ns.get("b") == "\ufffd\x00raw"  # text decodes with replacement
+    assert ns.get("s") == "ünïcode"
+    assert ns.get("j", "json") == {"a": [1, 2]}
+    assert ns.get("missing") is None and ns.get("missing", "json") is None
+    with pytest.raises(ValueError):
+        ns.get("s", "nonsense")
+    with pytest.raises(ValueError):
+        ns.put("bad", "\udfff")
+
+
+def test_value_over_the_limit_is_refused(store) -> None:  # type: ignore[no-untyped-def]
+    ns = store.namespace()
+    with pytest.raises(KVError) as exc:
+        ns.put("big", bytes(25 * 1024 * 1024 + 1))
+    assert exc.value.status == 413
+    assert ns.get("big") is None
+
+
+def test_stale_handle_after_namespace_deletion(store) -> None:  # type: ignore[no-untyped-def]
+    ns = store.namespace("gone")
+    ns.put("k", b"old")
+    store.delete_namespace("gone")
+    assert ns.get("k") is None
+    ns.put("k", b"new")
+    assert store.namespace("gone").get("k", "bytes") == b"new"
+
+
+def test_readonly_store_refuses_fast_puts(tmp_path: Path) -> None:
+    with engine.open(tmp_path / "db") as s:
+        s.namespace().put("k", b"v")
+    with engine.open(tmp_path / "db", readonly=True) as ro:
+        with pytest.raises(ReadOnlyError):
+            ro.namespace().put("k2", b"v")
+        assert ro.namespace().get("k", "bytes") == b"v"
+        assert ro.namespace("never-made").get("k") is None
+
+
+def test_list_pages_with_and_without_metadata_and_expiry(store) -> None:  # type: ignore[no-untyped-def]
+    ns = store.namespace()
+    for i in range(5):
+        ns.put(f"p/{i}", b"v")
+    ns.put("p/meta", b"v", metadata={"m": 1})
+    ns.put("p/exp", b"v", expiration_ttl=600)
+    ns.put("q/other", b"v")
+    page = ns.list(prefix="p/", limit=3)
+    assert [k.name for k in page.keys] == ["p/0", "p/1", "p/2"]
+    assert all(k.expiration is None and k.metadata is None for k in page.keys)
+    assert not page.list_complete and page.cursor
+    rest = ns.list(prefix="p/", cursor=page.cursor)
+    assert [(k.name, k.expiration, k.metadata) for k in rest.keys] == [
+        ("p/3", None, None),
+        ("p/4", None, None),
+        ("p/exp", 1_000_600, None),
+        ("p/meta", None, {"m": 1}),
+    ]
+    assert rest.list_complete and rest.cursor is None
+    assert ns.list(prefix="zzz").keys == []
