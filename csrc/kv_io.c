@@ -18,6 +18,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdio.h>
 #include <sys/file.h>
 #include <sys/stat.h>
@@ -41,8 +42,12 @@ static int injected(int op)
     uint64_t at = __atomic_load_n(&f->fail_at, __ATOMIC_RELAXED);
     if (at == 0 || n < at)
         return 0;
-    if (n == at || __atomic_load_n(&f->persistent, __ATOMIC_RELAXED))
-        return __atomic_load_n(&f->err, __ATOMIC_RELAXED);
+    if (n == at || __atomic_load_n(&f->persistent, __ATOMIC_RELAXED)) {
+        int err = __atomic_load_n(&f->err, __ATOMIC_RELAXED);
+        if (err == KV_IO_FAULT_KILL)
+            raise(SIGKILL); /* crash tests: the process dies just before this call */
+        return err;
+    }
     return 0;
 }
 

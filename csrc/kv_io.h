@@ -23,6 +23,9 @@
 #define KV_IO_OP_TRUNCATE  5
 #define KV_IO_OP_RENAME    6
 #define KV_IO_OP_UNLINK    7
+/* As the err of kv_io_fault_set: the process kills itself (SIGKILL) instead of
+ * making that call, leaving the files as a crash at that instant would. */
+#define KV_IO_FAULT_KILL   -1
 /* CDEF-END */
 #define KV_IO_OP_COUNT     8
 

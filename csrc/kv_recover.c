@@ -242,8 +242,7 @@ static int scan_segment(recovery *rv, uint16_t slot, int newest)
             if (ev.rec.type == KV_REC_DELETE || ev.rec.type == KV_REC_EXPIRE)
                 sf->tomb_bytes += ev.end - ev.off;
             if (ev.rec.type == KV_REC_BATCH_COMMIT) {
-                sf->tomb_bytes += ev.end - ev.off;
-                rc = batch_commit(rv, &ev, slot);
+                rc = batch_commit(rv, &ev, slot); /* its bytes count as dead (kv_db.c) */
             } else if (ev.rec.flags & KV_REC_F_BATCH) {
                 rc = batch_add(&rv->batch, &ev);
             } else {

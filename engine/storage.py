@@ -216,7 +216,7 @@ class LogStore:
         """
         policy = self.compaction_policy
         next_look = time.monotonic() + policy.interval
-        while not self._stop.wait(1.0):
+        while not self._stop.wait(min(1.0, policy.interval)):
             if self.sync_mode == "interval" and lib.kv_sync(self._db) != 0:
                 return  # the error surfaces on the next write or close
             # A hint that could not be written is no loss: its segment is scanned at open.
