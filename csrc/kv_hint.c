@@ -238,6 +238,26 @@ int kv_hint_load(int dirfd, uint64_t seg_id, uint64_t data_size, kv_hint_file *f
     return 0;
 }
 
+uint64_t kv_hint_peek_count(int dirfd, uint64_t seg_id)
+{
+    uint8_t t[KV_HINT_TRAILER_SIZE];
+    char name[32];
+    uint64_t size, count = 0;
+    size_t got;
+    int fd;
+    kv_seg_name(name, seg_id, ".hint");
+    if (kv_io_openat(dirfd, name, O_RDONLY | O_NOFOLLOW, 0, &fd) != 0)
+        return 0;
+    if (kv_io_size(fd, &size) == 0 && size >= KV_HINT_HDR_SIZE + KV_HINT_TRAILER_SIZE &&
+        kv_io_pread(fd, t, sizeof t, size - sizeof t, &got) == 0 && got == sizeof t) {
+        count = kv_get64(t + 8);
+        if (count > size / KV_HINT_ENTRY_SIZE)
+            count = size / KV_HINT_ENTRY_SIZE;
+    }
+    kv_io_close(fd);
+    return count;
+}
+
 int kv_hint_check(const char *dir, uint64_t seg_id, uint64_t *bad_off)
 {
     kv_hint_file f;

@@ -69,5 +69,8 @@ int  kv_hint_write(int dirfd, uint64_t seg_id, uint64_t data_size, kv_hint_buf *
 int  kv_hint_load(int dirfd, uint64_t seg_id, uint64_t data_size, kv_hint_file *f,
                   uint64_t *bad_off);
 void kv_hint_file_free(kv_hint_file *f);
+/* The entry count a hint's trailer claims, bounded by what its size allows; 0
+ * when it cannot be read.  Unvalidated: only for sizing the index before a load. */
+uint64_t kv_hint_peek_count(int dirfd, uint64_t seg_id);
 
 #endif

@@ -629,6 +629,29 @@ static int ht_reserve(kv_index *ix, uint32_t id)
     return 0;
 }
 
+void kv_index_prefetch(const kv_index *ix, const void *key, uint32_t klen)
+{
+    if (klen > KV_INDEX_MAX_KEY)
+        return;
+    uint32_t h = ix_hash(key, klen);
+    __builtin_prefetch(&ix->cur.slots[h & ix->cur.mask], 1);
+}
+
+int kv_index_reserve(kv_index *ix, uint64_t n)
+{
+    if (!ix)
+        return KV_EINVAL;
+    uint32_t k = ix->cur.k;
+    while (k < IX_HT_MAX_K && (((uint64_t)1 << k) - ((uint64_t)1 << k) / 5) < n)
+        k++;
+    if (k <= ix->cur.k)
+        return 0;
+    int rc = ht_start_resize(ix, k);
+    if (rc == 0)
+        ht_migrate(ix, UINT64_MAX);
+    return rc;
+}
+
 static void ht_maybe_shrink(kv_index *ix)
 {
     if (ix->migrating || ix->cur.k <= IX_HT_MIN_K || ix->count >= ((uint64_t)ix->cur.mask + 1) / 16)

@@ -474,10 +474,16 @@ static int seg_damaged(const kv_db *db, uint64_t id)
 /* Applies the entries of a validated hint file. */
 static int apply_hint(recovery *rv, uint16_t slot, const kv_hint_file *hf)
 {
+    enum { AHEAD = 8 };
     kv_segfile *sf = rv->db->segs[slot];
-    kv_hint_entry e;
-    size_t pos = 0;
-    while (kv_hint_next(hf->data, kv_hint_file_end(hf), &pos, &e)) {
+    kv_hint_entry e, pe;
+    size_t pos = 0, ahead = 0, end = kv_hint_file_end(hf);
+    /* The hash slots of the next keys are fetched while this one is put. */
+    for (int i = 0; i < AHEAD && kv_hint_next(hf->data, end, &ahead, &pe); i++)
+        kv_index_prefetch(rv->db->ix, pe.key, pe.klen);
+    while (kv_hint_next(hf->data, end, &pos, &e)) {
+        if (kv_hint_next(hf->data, end, &ahead, &pe))
+            kv_index_prefetch(rv->db->ix, pe.key, pe.klen);
         int rc = apply_fields(rv, e.key, e.klen, e.type, e.rec_len, e.has_meta, e.seq,
                               e.expiration, slot, e.rec_off, 0);
         if (rc)
@@ -537,6 +543,15 @@ int kv_recover(kv_db *db)
             break;
         }
     }
+    /* Size the index once for every key the hints announce. */
+    uint64_t announced = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        uint64_t c = db->segs[i]->header_ok ? kv_hint_peek_count(db->dirfd, db->segs[i]->id) : 0;
+        uint64_t most = db->segs[i]->size / KV_REC_HDR_SIZE; /* a record per entry */
+        announced += c < most ? c : most;
+    }
+    if (announced && (rc = kv_index_reserve(db->ix, announced)) != 0)
+        goto out;
     for (uint32_t i = 0; i < n; i++) {
         kv_segfile *sf = db->segs[i];
         if (!sf->header_ok) {
