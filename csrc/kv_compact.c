@@ -282,7 +282,12 @@ static int flush_wbuf(kv_compact *c)
         return 0;
     }
     struct iovec iov = {c->wbuf, c->wlen};
-    int rc = kv_io_pwritev(o->fd, &iov, 1, c->wend - c->wlen);
+    uint64_t at = c->wend - c->wlen;
+    int rc = kv_io_pwritev(o->fd, &iov, 1, at);
+    /* Output goes to disk as it is produced rather than in one burst at the
+     * final fdatasync, which would compete with the writer's puts. */
+    if (!rc)
+        kv_io_writeback(o->fd, at, c->wlen);
     c->wlen = 0;
     return rc;
 }
@@ -523,6 +528,10 @@ int kv_compact_begin(kv_db *db, uint64_t now, const uint64_t *ids, uint32_t n, i
         rc = KV_EBUSY;
     else if (db->failed)
         rc = KV_EFAILED;
+    if (rc)
+        goto fail;
+    if ((flags & KV_COMPACT_SEAL_ACTIVE) && !dry && n == 0)
+        rc = kv_sync(db); /* so that sealing, under wlock, has almost nothing left to sync */
     if (rc)
         goto fail;
     pthread_mutex_lock(&db->wlock);

@@ -37,6 +37,9 @@ int kv_io_pread(int fd, void *buf, size_t n, uint64_t off, size_t *got);
 int kv_io_pwritev(int fd, struct iovec *iov, int iovcnt, uint64_t off);
 int kv_io_datasync(int fd);
 int kv_io_fsync(int fd);
+/* Starts writeback of [off, off+len) without waiting (sync_file_range WRITE).
+ * Pacing only: durability always comes from kv_io_datasync. */
+int kv_io_writeback(int fd, uint64_t off, uint64_t len);
 int kv_io_truncate(int fd, uint64_t len);
 int kv_io_renameat(int dirfd, const char *from, const char *to);
 int kv_io_unlinkat(int dirfd, const char *name);

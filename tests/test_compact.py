@@ -280,3 +280,30 @@ def test_store_compact(tmp_path: Path) -> None:
         assert kv.get("k10") == "value 3 10 " * 10
     with engine.open(tmp_path / "kv", readonly=True, auto_compact=False) as ro:
         assert ro.compact(dry_run=True).records_dropped["overwritten"] == 0
+
+
+def test_sealing_in_os_mode_defers_the_sync_to_sync_hints_or_close(tmp_path: Path) -> None:
+    """A rollover in sync="os" mode does not fdatasync the sealed segment in the put
+    (that would stall it for a whole segment's flush); sync() or the hint flush does."""
+    store = LogStore(tmp_path, max_segment_bytes=SEG)
+    churn(store, rounds=8, keys=50)
+    sealed = [s for s in store.segments(NOW) if not s.active]
+    assert len(sealed) >= 3
+    syncs = store.stats(NOW)["syncs"]
+    assert syncs == 0
+    store.sync()
+    assert store.stats(NOW)["syncs"] == syncs + len(sealed) + 1
+    store.put(b"more", b"x" * SEG)  # seals the active segment
+    before = store.stats(NOW)["syncs"]
+    store.flush_hints()
+    assert store.stats(NOW)["syncs"] == before + 1
+    store.close()
+
+
+def test_sealing_in_always_mode_syncs_at_once(tmp_path: Path) -> None:
+    store = LogStore(tmp_path, max_segment_bytes=SEG, sync="always")
+    store.put(b"a", b"x" * 100)
+    before = store.stats(NOW)["syncs"]
+    store.put(b"b", b"x" * SEG)  # seals: one sync for the sealed segment, one for the put
+    assert store.stats(NOW)["syncs"] == before + 2
+    store.close()
