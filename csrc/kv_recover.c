@@ -560,15 +560,18 @@ int kv_recover(kv_db *db)
             if ((rc = scan_segment(&rv, (uint16_t)i, (int)i == newest)) != 0)
                 goto out;
             int has_records = sf->size > KV_SEG_HDR_SIZE;
-            if ((int)i == newest && !has_records && !db->readonly) {
-                /* The remains of an interrupted segment creation. */
+            if ((int)i == newest && !has_records) {
+                /* The remains of an interrupted segment creation: no damage, and a
+                 * writer removes them (a read-only open just leaves them out). */
                 char name[32];
                 kv_seg_name(name, sf->id, ".seg");
                 db->ndamage = before;
                 db->torn_cut = cut;
                 kv_io_close(sf->fd);
-                kv_io_unlinkat(db->dirfd, name);
-                kv_io_fsync(db->dirfd);
+                if (!db->readonly) {
+                    kv_io_unlinkat(db->dirfd, name);
+                    kv_io_fsync(db->dirfd);
+                }
                 free(sf);
                 db->segs[i] = NULL;
                 continue;

@@ -81,16 +81,19 @@ def build_store(path: Path) -> dict[bytes, bytes | None]:
 
 
 def check_state(path: Path, expected: dict[bytes, bytes | None]) -> None:
-    store = LogStore(path, max_segment_bytes=SEG)
-    try:
-        assert not store.damage()
-        for key, value in expected.items():
-            record = store.get(key, NOW)
-            assert (record.value if record else None) == value, key
-        leftovers = [n for n in os.listdir(path) if n.endswith((".tmp", ".compact"))]
-        assert not leftovers
-    finally:
-        store.close()
+    """A read-only open (which honours a manifest without completing it) and then a
+    writer open (which completes it and clears leftovers) both read exactly `expected`."""
+    for readonly in (True, False):
+        store = LogStore(path, max_segment_bytes=SEG, readonly=readonly)
+        try:
+            assert not store.damage()
+            for key, value in expected.items():
+                record = store.get(key, NOW)
+                assert (record.value if record else None) == value, key
+        finally:
+            store.close()
+    leftovers = [n for n in os.listdir(path) if n.endswith((".tmp", ".compact"))]
+    assert not leftovers
 
 
 @pytest.fixture(scope="module")
