@@ -12,6 +12,7 @@ import os
 import shutil
 import tempfile
 
+import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
@@ -114,3 +115,16 @@ CompactionModel.TestCase.settings = settings(
     suppress_health_check=[HealthCheck.too_slow],
 )
 TestCompactionModel = CompactionModel.TestCase
+
+
+class LongCompactionModel(CompactionModel):
+    """The same model, for nightly runs."""
+
+
+LongCompactionModel.TestCase.settings = settings(
+    max_examples=int(os.environ.get("KV_MODEL_EXAMPLES_SLOW", "500")),
+    stateful_step_count=80,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+TestLongCompactionModel = pytest.mark.slow(LongCompactionModel.TestCase)
