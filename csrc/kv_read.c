@@ -480,7 +480,8 @@ int kv_segments(kv_db *db, uint64_t now, kv_seg_info *out, uint32_t cap, uint32_
     free(slots);
     if (rc)
         return rc;
-    qsort(out, listed, sizeof *out, cmp_seg);
+    if (listed)
+        qsort(out, listed, sizeof *out, cmp_seg);
     *n = found;
     return 0;
 }

@@ -388,7 +388,8 @@ static int list_segments(kv_db *db, const uint64_t *retired, uint32_t nretired,
         free(ids);
         return KV_ETOOBIG;
     }
-    qsort(ids, n, sizeof *ids, cmp_u64);
+    if (n)
+        qsort(ids, n, sizeof *ids, cmp_u64);
     *ids_out = ids;
     *n_out = n;
     return 0;
