@@ -14,7 +14,7 @@ import pytest
 
 import engine
 from engine.compaction import CompactionPolicy, choose_segments
-from engine.errors import BusyError, InvalidArgumentError, StoreClosedError
+from engine.errors import BusyError, CorruptionError, InvalidArgumentError, StoreClosedError
 from engine.storage import LogStore
 
 SEG = 16384
@@ -306,4 +306,30 @@ def test_sealing_in_always_mode_syncs_at_once(tmp_path: Path) -> None:
     before = store.stats(NOW)["syncs"]
     store.put(b"b", b"x" * SEG)  # seals: one sync for the sealed segment, one for the put
     assert store.stats(NOW)["syncs"] == before + 2
+    store.close()
+
+
+def test_damaged_input_stops_the_pass_and_is_left_alone(tmp_path: Path) -> None:
+    """Bit rot found in a sealed segment during a pass: CorruptionError naming the file,
+    nothing changes, the segment is reported and neither policy nor "all" takes it again."""
+    store = LogStore(tmp_path, max_segment_bytes=SEG)
+    latest = churn(store)
+    victim = [s for s in store.segments(NOW) if not s.active][1]
+    with open(victim.path, "r+b") as f:  # flip a value byte of the segment's first record
+        f.seek(64 + 48 + 12)
+        byte = f.read(1)
+        f.seek(64 + 48 + 12)
+        f.write(bytes([byte[0] ^ 0xFF]))
+    with pytest.raises(CorruptionError) as err:
+        store.compact(NOW)
+    assert err.value.path == victim.path and err.value.offset == 64
+    assert [d.path for d in store.damage()] == [victim.path]
+    assert not [n for n in os.listdir(tmp_path) if n.endswith(".tmp")]
+    seg = next(s for s in store.segments(NOW) if s.id == victim.id)
+    assert seg.damaged
+    assert victim.id not in choose_segments(store.segments(NOW), CompactionPolicy())
+    store.compact(NOW)  # everything else
+    assert any(s.id == victim.id for s in store.segments(NOW))
+    for key, value in latest.items():
+        assert store.get(key, NOW).value == value
     store.close()
