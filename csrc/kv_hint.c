@@ -200,7 +200,8 @@ int kv_hint_load(int dirfd, uint64_t seg_id, uint64_t data_size, kv_hint_file *f
     size_t got;
     int fd, rc;
 
-    memset(f, 0, sizeof *f);
+    f->size = 0;
+    f->count = 0;
     *bad_off = 0;
     kv_seg_name(name, seg_id, ".hint");
     rc = kv_io_openat(dirfd, name, O_RDONLY | O_NOFOLLOW, 0, &fd);
@@ -216,10 +217,15 @@ int kv_hint_load(int dirfd, uint64_t seg_id, uint64_t data_size, kv_hint_file *f
         *bad_off = size;
         rc = KV_ECORRUPT;
     }
-    if (!rc) {
+    if (!rc && size > f->cap) {
+        /* A fresh block, not realloc: nothing in the old one is worth copying. */
+        free(f->data);
+        f->cap = 0;
         f->data = malloc((size_t)size);
         if (!f->data)
             rc = KV_ENOMEM;
+        else
+            f->cap = (size_t)size;
     }
     if (!rc)
         rc = kv_io_pread(fd, f->data, (size_t)size, 0, &got);
@@ -231,7 +237,7 @@ int kv_hint_load(int dirfd, uint64_t seg_id, uint64_t data_size, kv_hint_file *f
     if (!rc)
         rc = validate(f->data, (size_t)size, seg_id, data_size, &f->count, bad_off);
     if (rc) {
-        kv_hint_file_free(f);
+        f->count = 0;
         return rc;
     }
     f->size = (size_t)size;
@@ -260,7 +266,7 @@ uint64_t kv_hint_peek_count(int dirfd, uint64_t seg_id)
 
 int kv_hint_check(const char *dir, uint64_t seg_id, uint64_t *bad_off)
 {
-    kv_hint_file f;
+    kv_hint_file f = {0};
     char name[32];
     uint64_t size;
     int dirfd, segfd, rc;
@@ -277,8 +283,7 @@ int kv_hint_check(const char *dir, uint64_t seg_id, uint64_t *bad_off)
     }
     if (!rc)
         rc = kv_hint_load(dirfd, seg_id, size, &f, bad_off);
-    if (!rc)
-        kv_hint_file_free(&f);
+    kv_hint_file_free(&f);
     close(dirfd);
     return rc;
 }

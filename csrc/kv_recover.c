@@ -505,11 +505,10 @@ static void hint_file_to_acc(kv_db *db, kv_hint_file *hf)
 {
     kv_hint_buf_free(&db->hint_acc);
     db->hint_acc.data = hf->data;
-    db->hint_acc.cap = hf->size;
+    db->hint_acc.cap = hf->cap;
     db->hint_acc.len = kv_hint_file_end(hf);
     db->hint_acc.count = hf->count;
-    hf->data = NULL;
-    kv_hint_file_free(hf);
+    memset(hf, 0, sizeof *hf);
     db->hint_acc_ok = 1;
 }
 
@@ -519,7 +518,7 @@ int kv_recover(kv_db *db)
     uint64_t *ids = NULL, *retired = NULL, seq_floor = 0, max_manifest = 0;
     uint32_t n = 0, nretired = 0;
     kv_hint_buf newest_col;
-    kv_hint_file newest_hint;
+    kv_hint_file newest_hint, hf = {0}; /* hf: one buffer for every hint read */
     int rc, wrote_hints = 0, newest_from_hint = 0, newest_collected = 0;
 
     memset(&rv, 0, sizeof rv);
@@ -581,7 +580,6 @@ int kv_recover(kv_db *db)
                 goto out;
             continue;
         }
-        kv_hint_file hf;
         uint64_t bad;
         rc = kv_hint_load(db->dirfd, sf->id, sf->size, &hf, &bad);
         if (rc == 0) {
@@ -589,10 +587,9 @@ int kv_recover(kv_db *db)
             sf->hinted = 1;
             db->hinted_segs++;
             if ((int)i == newest && !rc) {
-                newest_hint = hf;
+                newest_hint = hf; /* its memory moves there */
+                memset(&hf, 0, sizeof hf);
                 newest_from_hint = 1;
-            } else {
-                kv_hint_file_free(&hf);
             }
             if (rc)
                 goto out;
@@ -670,6 +667,7 @@ int kv_recover(kv_db *db)
 out:
     kv_hint_buf_free(&newest_col);
     kv_hint_file_free(&newest_hint);
+    kv_hint_file_free(&hf);
     batch_clear(&rv.batch);
     free(rv.batch.recs);
     free(rv.seqs.seq);
