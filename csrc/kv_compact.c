@@ -35,7 +35,7 @@
 #include "kv_io.h"
 
 #define WBUF_SIZE (1u << 20)
-#define SWITCH_SLICE 1024u /* index entries switched per brief hold of the locks */
+#define SWITCH_SLICE 64u /* index entries switched per brief hold of the locks */
 #define NO_SLOT UINT16_MAX
 
 static const uint8_t zeros[KV_REC_ALIGN];
