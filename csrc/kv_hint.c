@@ -99,7 +99,6 @@ int kv_hint_write(int dirfd, uint64_t seg_id, uint64_t data_size, kv_hint_buf *b
     char tmp[40], name[32];
     uint8_t *body = b->len ? b->data : empty;
     size_t blen = b->len ? b->len : KV_HINT_HDR_SIZE;
-    int fd, rc;
 
     hint_header(body, seg_id);
     kv_put64(trailer, data_size);
@@ -112,22 +111,8 @@ int kv_hint_write(int dirfd, uint64_t seg_id, uint64_t data_size, kv_hint_buf *b
 
     kv_seg_name(name, seg_id, ".hint");
     kv_seg_name(tmp, seg_id, ".hint.tmp");
-    kv_io_unlinkat(dirfd, tmp); /* a leftover of an earlier attempt */
-    rc = kv_io_openat(dirfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0600, &fd);
-    if (rc)
-        return rc;
     struct iovec iov[2] = {{body, blen}, {trailer, sizeof trailer}};
-    rc = kv_io_pwritev(fd, iov, 2, 0);
-    if (!rc)
-        rc = kv_io_datasync(fd);
-    int e = kv_io_close(fd);
-    if (!rc)
-        rc = e;
-    if (!rc)
-        rc = kv_io_renameat(dirfd, tmp, name);
-    if (rc)
-        kv_io_unlinkat(dirfd, tmp);
-    return rc;
+    return kv_io_replace_file(dirfd, tmp, name, iov, 2);
 }
 
 void kv_hint_file_free(kv_hint_file *f)

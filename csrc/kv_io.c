@@ -202,6 +202,42 @@ int kv_io_unlinkat(int dirfd, const char *name)
     return unlinkat(dirfd, name, 0) == 0 ? 0 : errno;
 }
 
+int kv_io_replace_file(int dirfd, const char *tmp, const char *name, struct iovec *iov, int iovcnt)
+{
+    int fd, rc;
+    kv_io_unlinkat(dirfd, tmp); /* a leftover of an earlier attempt */
+    rc = kv_io_openat(dirfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0600, &fd);
+    if (rc)
+        return rc;
+    rc = kv_io_pwritev(fd, iov, iovcnt, 0);
+    if (!rc)
+        rc = kv_io_datasync(fd);
+    int e = kv_io_close(fd);
+    if (!rc)
+        rc = e;
+    if (!rc)
+        rc = kv_io_renameat(dirfd, tmp, name);
+    if (rc)
+        kv_io_unlinkat(dirfd, tmp);
+    return rc;
+}
+
+int kv_io_opendir(int dirfd, DIR **out)
+{
+    int fd = dup(dirfd);
+    if (fd < 0)
+        return errno;
+    DIR *d = fdopendir(fd);
+    if (!d) {
+        int e = errno;
+        close(fd);
+        return e;
+    }
+    rewinddir(d);
+    *out = d;
+    return 0;
+}
+
 int kv_io_size(int fd, uint64_t *size)
 {
     struct stat st;

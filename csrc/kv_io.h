@@ -9,6 +9,7 @@
 #ifndef KV_IO_H
 #define KV_IO_H
 
+#include <dirent.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -44,6 +45,13 @@ int kv_io_truncate(int fd, uint64_t len);
 int kv_io_renameat(int dirfd, const char *from, const char *to);
 int kv_io_unlinkat(int dirfd, const char *name);
 int kv_io_size(int fd, uint64_t *size);
+/* A directory stream over dirfd's directory, from its first entry; dirfd stays
+ * open (closedir closes only the stream's own descriptor). */
+int kv_io_opendir(int dirfd, DIR **out);
+/* Writes the iov bytes as file `name` the durable way (R3): `tmp` created
+ * (O_EXCL, 0600), written, fdatasynced, closed, renamed over `name`.  On failure
+ * tmp is removed.  The caller fsyncs the directory. */
+int kv_io_replace_file(int dirfd, const char *tmp, const char *name, struct iovec *iov, int iovcnt);
 int kv_io_lock(int fd);   /* non-blocking exclusive flock; EWOULDBLOCK when held elsewhere */
 
 /* CDEF-BEGIN */

@@ -339,20 +339,13 @@ static int push_id(uint64_t **ids, uint32_t *n, uint32_t *cap, uint64_t id)
 static int list_segments(kv_db *db, const uint64_t *retired, uint32_t nretired,
                          uint64_t **ids_out, uint32_t *n_out)
 {
-    int fd = dup(db->dirfd);
-    if (fd < 0)
-        return errno;
-    DIR *d = fdopendir(fd);
-    if (!d) {
-        int e = errno;
-        close(fd);
-        return e;
-    }
+    DIR *d;
+    int rc = kv_io_opendir(db->dirfd, &d);
+    if (rc)
+        return rc;
     uint64_t *ids = NULL, *hints = NULL;
     uint32_t n = 0, cap = 0, nh = 0, hcap = 0;
-    int rc = 0;
     struct dirent *de;
-    rewinddir(d);
     while ((de = readdir(d)) != NULL) {
         size_t len = strlen(de->d_name);
         uint64_t id;
@@ -361,7 +354,7 @@ static int list_segments(kv_db *db, const uint64_t *retired, uint32_t nretired,
                 kv_io_unlinkat(db->dirfd, de->d_name);
             continue;
         }
-        if (len == 21 && kv_parse_id_name(de->d_name, ".hint", &id)) {
+        if (len == 21 && kv_seg_parse_id(de->d_name, ".hint", &id)) {
             if (!db->readonly && (rc = push_id(&hints, &nh, &hcap, id)) != 0)
                 break;
             continue;
