@@ -203,7 +203,7 @@ class LogStore:
         # One compaction at a time, and close() waits for the one running.
         self._compact_lock = threading.Lock()
         self._worker: threading.Thread | None = None
-        if not readonly and (sync == "interval" or self.auto_compact):
+        if not readonly:
             self._worker = threading.Thread(
                 target=self._maintain, name="kvengine-maintenance", daemon=True
             )
@@ -211,8 +211,10 @@ class LogStore:
 
     # -- lifecycle ---------------------------------------------------------------
     def _maintain(self) -> None:
-        """Background duties: sync once a second ("interval" mode), write the hints of
-        sealed segments, and run the compaction policy every ``policy.interval`` seconds.
+        """Background duties of a writer: sync once a second ("interval" mode); within a
+        second of a rollover, make the sealed segment durable and write its hint (so a
+        crash costs the next open no scan of it); with ``auto_compact``, run the
+        compaction policy every ``policy.interval`` seconds.
         """
         policy = self.compaction_policy
         next_look = time.monotonic() + policy.interval

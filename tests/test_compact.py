@@ -9,6 +9,7 @@ import os
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -251,8 +252,10 @@ def test_background_compaction(tmp_path: Path) -> None:
         raise AssertionError("the background compactor did not reclaim the dead bytes")
     for key, value in latest.items():
         assert store.get(key, NOW).value == value
+    worker = store._worker
+    assert worker is not None and worker.is_alive()
     store.close()
-    assert not [t for t in threading.enumerate() if t.name == "kvengine-maintenance"]
+    assert not worker.is_alive()
 
 
 def test_store_compact(tmp_path: Path) -> None:
@@ -282,31 +285,58 @@ def test_store_compact(tmp_path: Path) -> None:
         assert ro.compact(dry_run=True).records_dropped["overwritten"] == 0
 
 
+def _raw_handle(path: Path, sync_mode: int) -> Any:
+    """A kv_db without LogStore's maintenance thread, so that only this test syncs."""
+    from engine._ffi import ffi, lib
+
+    opts = ffi.new("kv_options *")
+    opts.max_segment_bytes = SEG
+    opts.sync_mode = sync_mode
+    out = ffi.new("kv_db **")
+    assert lib.kv_open(os.fsencode(path), opts, out) == 0
+    return out[0]
+
+
+def _syncs(db: Any) -> int:
+    from engine._ffi import ffi, lib
+
+    st = ffi.new("kv_stats *")
+    assert lib.kv_stats_get(db, NOW, st) == 0
+    return int(st.syncs)
+
+
 def test_sealing_in_os_mode_defers_the_sync_to_sync_hints_or_close(tmp_path: Path) -> None:
     """A rollover in sync="os" mode does not fdatasync the sealed segment in the put
     (that would stall it for a whole segment's flush); sync() or the hint flush does."""
-    store = LogStore(tmp_path, max_segment_bytes=SEG)
-    churn(store, rounds=8, keys=50)
-    sealed = [s for s in store.segments(NOW) if not s.active]
-    assert len(sealed) >= 3
-    syncs = store.stats(NOW)["syncs"]
-    assert syncs == 0
-    store.sync()
-    assert store.stats(NOW)["syncs"] == syncs + len(sealed) + 1
-    store.put(b"more", b"x" * SEG)  # seals the active segment
-    before = store.stats(NOW)["syncs"]
-    store.flush_hints()
-    assert store.stats(NOW)["syncs"] == before + 1
-    store.close()
+    from engine._ffi import lib
+
+    db = _raw_handle(tmp_path, lib.KV_SYNC_OS)
+    big = b"x" * (SEG // 2)
+    for i in range(6):
+        assert lib.kv_put(db, b"k%d" % i, 2, b"", 0, big, len(big), 0) == 0
+    assert _syncs(db) == 0  # several rollovers, no sync
+    assert lib.kv_sync(db) == 0
+    sealed = _syncs(db) - 1
+    assert sealed >= 2  # each sealed segment, then the active one
+    assert lib.kv_put(db, b"more", 4, b"", 0, big, len(big), 0) == 0
+    before = _syncs(db)
+    assert lib.kv_hint_flush(db) == 0
+    assert _syncs(db) == before + 1  # the newly sealed segment, before its hint
+    assert lib.kv_close(db) == 0
+    lib.kv_free(db)
 
 
 def test_sealing_in_always_mode_syncs_at_once(tmp_path: Path) -> None:
-    store = LogStore(tmp_path, max_segment_bytes=SEG, sync="always")
-    store.put(b"a", b"x" * 100)
-    before = store.stats(NOW)["syncs"]
-    store.put(b"b", b"x" * SEG)  # seals: one sync for the sealed segment, one for the put
-    assert store.stats(NOW)["syncs"] == before + 2
-    store.close()
+    from engine._ffi import lib
+
+    db = _raw_handle(tmp_path, lib.KV_SYNC_ALWAYS)
+    big = b"x" * (SEG // 2)
+    assert lib.kv_put(db, b"a", 1, b"", 0, big, len(big), 0) == 0
+    before = _syncs(db)
+    assert lib.kv_put(db, b"b", 1, b"", 0, big, len(big), 0) == 0  # seals
+    assert _syncs(db) == before + 2  # the sealed segment, then the put
+    assert lib.kv_close(db) == 0
+    lib.kv_free(db)
 
 
 def test_damaged_input_stops_the_pass_and_is_left_alone(tmp_path: Path) -> None:
