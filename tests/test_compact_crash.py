@@ -172,3 +172,55 @@ def test_partial_compactions_keep_exact_data(
     store.close()
     check_state(store_path, expected)
     assert tombstones > 0
+
+
+CHILD_OPEN = textwrap.dedent(
+    """
+    import sys
+    from engine._ffi import lib
+    from engine.storage import LogStore
+
+    path, op, nth, seg = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+    lib.kv_io_fault_set(op, nth, lib.KV_IO_FAULT_KILL, 0)
+    LogStore(path, max_segment_bytes=seg).close()
+    print("completed")
+    """
+)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("op", ["sync", "unlink"])
+def test_kill_during_the_open_that_completes_a_compaction(
+    template: tuple[Path, dict[bytes, bytes | None]], tmp_path: Path, op: str
+) -> None:
+    """A store left with a manifest (killed between retiring inputs) is killed again at
+    every call of the open that completes it; the next open still reads exactly."""
+    src, expected = template
+    crashed = tmp_path / "crashed"
+    for nth in range(1, 400):
+        shutil.copytree(src, crashed)
+        proc = subprocess.run(
+            [sys.executable, "-c", CHILD, str(crashed), str(OPS["unlink"]), str(nth), "all",
+             str(NOW), str(SEG)],
+            capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        if list(crashed.glob("*.compact")):
+            break
+        shutil.rmtree(crashed)
+    else:
+        raise AssertionError("no kill left a manifest behind")
+    kills = 0
+    for nth in range(1, 400):
+        store = tmp_path / f"reopen-{nth}"
+        shutil.copytree(crashed, store)
+        proc = subprocess.run(
+            [sys.executable, "-c", CHILD_OPEN, str(store), str(OPS[op]), str(nth), str(SEG)],
+            capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        check_state(store, expected)
+        shutil.rmtree(store)
+        if proc.returncode == 0:
+            break
+        assert proc.returncode == -signal.SIGKILL, proc.stderr
+        kills += 1
+    assert kills > 0
