@@ -34,7 +34,7 @@
 
 #include "kv_io.h"
 
-#define WBUF_SIZE (1u << 20)
+#define WBUF_SIZE (1u << 18)
 #define SWITCH_SLICE 64u /* index entries switched per brief hold of the locks */
 #define NO_SLOT UINT16_MAX
 
