@@ -34,8 +34,8 @@
 
 #include "kv_io.h"
 
-#define WBUF_SIZE (1u << 20)
-#define SWITCH_SLICE 1024u /* index entries switched per brief hold of the locks */
+#define WBUF_SIZE (1u << 18)
+#define SWITCH_SLICE 64u /* index entries switched per brief hold of the locks */
 #define NO_SLOT UINT16_MAX
 
 static const uint8_t zeros[KV_REC_ALIGN];
@@ -85,26 +85,6 @@ struct kv_compact {
     kv_compact_report  rep;
 };
 
-int kv_parse_id_name(const char *name, const char *suffix, uint64_t *id)
-{
-    uint64_t v = 0;
-    for (int i = 0; i < 16; i++) {
-        char ch = name[i];
-        int d;
-        if (ch >= '0' && ch <= '9')
-            d = ch - '0';
-        else if (ch >= 'a' && ch <= 'f')
-            d = ch - 'a' + 10;
-        else
-            return 0;
-        v = (v << 4) | (uint64_t)d;
-    }
-    if (strcmp(name + 16, suffix) != 0)
-        return 0;
-    *id = v;
-    return 1;
-}
-
 /* ---- manifests ---------------------------------------------------------- */
 
 static int write_manifest(int dirfd, uint64_t id, const uint64_t *ids, uint32_t n)
@@ -112,7 +92,7 @@ static int write_manifest(int dirfd, uint64_t id, const uint64_t *ids, uint32_t 
     size_t size = KV_MANIFEST_HDR_SIZE + (size_t)n * 8 + 8;
     uint8_t *m = malloc(size);
     char tmp[40], name[32];
-    int fd, rc;
+    int rc;
     if (!m)
         return KV_ENOMEM;
     memcpy(m, KV_MANIFEST_MAGIC, 8);
@@ -123,22 +103,10 @@ static int write_manifest(int dirfd, uint64_t id, const uint64_t *ids, uint32_t 
     kv_put64(m + size - 8, kv_xxh64(m, size - 8, 0));
     kv_seg_name(name, id, ".compact");
     kv_seg_name(tmp, id, ".compact.tmp");
-    rc = kv_io_openat(dirfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0600, &fd);
-    if (!rc) {
-        struct iovec iov = {m, size};
-        rc = kv_io_pwritev(fd, &iov, 1, 0);
-        if (!rc)
-            rc = kv_io_datasync(fd);
-        int e = kv_io_close(fd);
-        if (!rc)
-            rc = e;
-        if (!rc)
-            rc = kv_io_renameat(dirfd, tmp, name);
-        if (!rc)
-            rc = kv_io_fsync(dirfd);
-        if (rc)
-            kv_io_unlinkat(dirfd, tmp);
-    }
+    struct iovec iov = {m, size};
+    rc = kv_io_replace_file(dirfd, tmp, name, &iov, 1);
+    if (!rc)
+        rc = kv_io_fsync(dirfd);
     free(m);
     return rc;
 }
@@ -208,22 +176,15 @@ int kv_manifests_apply(kv_db *db, uint64_t **ids_out, uint32_t *n_out, uint64_t 
 {
     uint64_t *all = NULL;
     uint32_t nall = 0, cap = 0;
-    int rc = 0;
-    int fd = dup(db->dirfd);
-    if (fd < 0)
-        return errno;
-    DIR *d = fdopendir(fd);
-    if (!d) {
-        int e = errno;
-        close(fd);
-        return e;
-    }
+    DIR *d;
+    int rc = kv_io_opendir(db->dirfd, &d);
+    if (rc)
+        return rc;
     struct dirent *de;
-    rewinddir(d);
     while (!rc && (de = readdir(d)) != NULL) {
         uint64_t id, *ids = NULL;
         uint32_t n = 0;
-        if (strlen(de->d_name) != 24 || !kv_parse_id_name(de->d_name, ".compact", &id))
+        if (strlen(de->d_name) != 24 || !kv_seg_parse_id(de->d_name, ".compact", &id))
             continue;
         if (id > *max_id)
             *max_id = id;
@@ -282,7 +243,12 @@ static int flush_wbuf(kv_compact *c)
         return 0;
     }
     struct iovec iov = {c->wbuf, c->wlen};
-    int rc = kv_io_pwritev(o->fd, &iov, 1, c->wend - c->wlen);
+    uint64_t at = c->wend - c->wlen;
+    int rc = kv_io_pwritev(o->fd, &iov, 1, at);
+    /* Output goes to disk as it is produced rather than in one burst at the
+     * final fdatasync, which would compete with the writer's puts. */
+    if (!rc)
+        kv_io_writeback(o->fd, at, c->wlen);
     c->wlen = 0;
     return rc;
 }
@@ -523,6 +489,10 @@ int kv_compact_begin(kv_db *db, uint64_t now, const uint64_t *ids, uint32_t n, i
         rc = KV_EBUSY;
     else if (db->failed)
         rc = KV_EFAILED;
+    if (rc)
+        goto fail;
+    if ((flags & KV_COMPACT_SEAL_ACTIVE) && !dry && n == 0)
+        rc = kv_sync(db); /* so that sealing, under wlock, has almost nothing left to sync */
     if (rc)
         goto fail;
     pthread_mutex_lock(&db->wlock);

@@ -9,9 +9,6 @@
 
 #include "kv_db.h"
 
-/* Parses "<16 lowercase hex><suffix>"; 1 and *id when name is one. */
-int kv_parse_id_name(const char *name, const char *suffix, uint64_t *id);
-
 /* Completes (writer) or honours (read-only) every compaction manifest in the
  * store directory (FORMAT.md section 7.1).  *ids_out lists the segments a
  * read-only open must ignore; *max_id is the largest manifest id seen, so

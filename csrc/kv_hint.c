@@ -99,7 +99,6 @@ int kv_hint_write(int dirfd, uint64_t seg_id, uint64_t data_size, kv_hint_buf *b
     char tmp[40], name[32];
     uint8_t *body = b->len ? b->data : empty;
     size_t blen = b->len ? b->len : KV_HINT_HDR_SIZE;
-    int fd, rc;
 
     hint_header(body, seg_id);
     kv_put64(trailer, data_size);
@@ -112,22 +111,8 @@ int kv_hint_write(int dirfd, uint64_t seg_id, uint64_t data_size, kv_hint_buf *b
 
     kv_seg_name(name, seg_id, ".hint");
     kv_seg_name(tmp, seg_id, ".hint.tmp");
-    kv_io_unlinkat(dirfd, tmp); /* a leftover of an earlier attempt */
-    rc = kv_io_openat(dirfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0600, &fd);
-    if (rc)
-        return rc;
     struct iovec iov[2] = {{body, blen}, {trailer, sizeof trailer}};
-    rc = kv_io_pwritev(fd, iov, 2, 0);
-    if (!rc)
-        rc = kv_io_datasync(fd);
-    int e = kv_io_close(fd);
-    if (!rc)
-        rc = e;
-    if (!rc)
-        rc = kv_io_renameat(dirfd, tmp, name);
-    if (rc)
-        kv_io_unlinkat(dirfd, tmp);
-    return rc;
+    return kv_io_replace_file(dirfd, tmp, name, iov, 2);
 }
 
 void kv_hint_file_free(kv_hint_file *f)
@@ -200,7 +185,8 @@ int kv_hint_load(int dirfd, uint64_t seg_id, uint64_t data_size, kv_hint_file *f
     size_t got;
     int fd, rc;
 
-    memset(f, 0, sizeof *f);
+    f->size = 0;
+    f->count = 0;
     *bad_off = 0;
     kv_seg_name(name, seg_id, ".hint");
     rc = kv_io_openat(dirfd, name, O_RDONLY | O_NOFOLLOW, 0, &fd);
@@ -216,10 +202,15 @@ int kv_hint_load(int dirfd, uint64_t seg_id, uint64_t data_size, kv_hint_file *f
         *bad_off = size;
         rc = KV_ECORRUPT;
     }
-    if (!rc) {
+    if (!rc && size > f->cap) {
+        /* A fresh block, not realloc: nothing in the old one is worth copying. */
+        free(f->data);
+        f->cap = 0;
         f->data = malloc((size_t)size);
         if (!f->data)
             rc = KV_ENOMEM;
+        else
+            f->cap = (size_t)size;
     }
     if (!rc)
         rc = kv_io_pread(fd, f->data, (size_t)size, 0, &got);
@@ -231,16 +222,36 @@ int kv_hint_load(int dirfd, uint64_t seg_id, uint64_t data_size, kv_hint_file *f
     if (!rc)
         rc = validate(f->data, (size_t)size, seg_id, data_size, &f->count, bad_off);
     if (rc) {
-        kv_hint_file_free(f);
+        f->count = 0;
         return rc;
     }
     f->size = (size_t)size;
     return 0;
 }
 
+uint64_t kv_hint_peek_count(int dirfd, uint64_t seg_id)
+{
+    uint8_t t[KV_HINT_TRAILER_SIZE];
+    char name[32];
+    uint64_t size, count = 0;
+    size_t got;
+    int fd;
+    kv_seg_name(name, seg_id, ".hint");
+    if (kv_io_openat(dirfd, name, O_RDONLY | O_NOFOLLOW, 0, &fd) != 0)
+        return 0;
+    if (kv_io_size(fd, &size) == 0 && size >= KV_HINT_HDR_SIZE + KV_HINT_TRAILER_SIZE &&
+        kv_io_pread(fd, t, sizeof t, size - sizeof t, &got) == 0 && got == sizeof t) {
+        count = kv_get64(t + 8);
+        if (count > size / KV_HINT_ENTRY_SIZE)
+            count = size / KV_HINT_ENTRY_SIZE;
+    }
+    kv_io_close(fd);
+    return count;
+}
+
 int kv_hint_check(const char *dir, uint64_t seg_id, uint64_t *bad_off)
 {
-    kv_hint_file f;
+    kv_hint_file f = {0};
     char name[32];
     uint64_t size;
     int dirfd, segfd, rc;
@@ -257,8 +268,7 @@ int kv_hint_check(const char *dir, uint64_t seg_id, uint64_t *bad_off)
     }
     if (!rc)
         rc = kv_hint_load(dirfd, seg_id, size, &f, bad_off);
-    if (!rc)
-        kv_hint_file_free(&f);
+    kv_hint_file_free(&f);
     close(dirfd);
     return rc;
 }

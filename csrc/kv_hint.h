@@ -39,6 +39,7 @@ typedef struct kv_hint_entry {
 typedef struct kv_hint_file {
     uint8_t *data;
     size_t   size;
+    size_t   cap;    /* bytes allocated at data: reused by the next load */
     uint64_t count;
 } kv_hint_file;
 
@@ -63,11 +64,16 @@ static inline size_t kv_hint_file_end(const kv_hint_file *f)
 /* Writes <id>.hint for a segment of data_size bytes: <id>.hint.tmp, fdatasync,
  * rename.  The caller fsyncs the directory (once for several hints). */
 int  kv_hint_write(int dirfd, uint64_t seg_id, uint64_t data_size, kv_hint_buf *b);
-/* Reads and validates <id>.hint against a segment of data_size bytes.
- * 0 (file filled in), ENOENT when there is none, KV_ECORRUPT with *bad_off the
- * offset in the hint file of the first problem, KV_ENOMEM, or an errno. */
+/* Reads and validates <id>.hint against a segment of data_size bytes into f,
+ * reusing its memory (zero-initialise f before the first load; free it with
+ * kv_hint_file_free).  0 (file filled in), ENOENT when there is none,
+ * KV_ECORRUPT with *bad_off the offset in the hint file of the first problem,
+ * KV_ENOMEM, or an errno. */
 int  kv_hint_load(int dirfd, uint64_t seg_id, uint64_t data_size, kv_hint_file *f,
                   uint64_t *bad_off);
 void kv_hint_file_free(kv_hint_file *f);
+/* The entry count a hint's trailer claims, bounded by what its size allows; 0
+ * when it cannot be read.  Unvalidated: only for sizing the index before a load. */
+uint64_t kv_hint_peek_count(int dirfd, uint64_t seg_id);
 
 #endif

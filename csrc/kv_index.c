@@ -79,11 +79,13 @@
  *   the index logically unchanged.  del never allocates except for an
  *   optional hash shrink whose failure is ignored.
  */
+#define _GNU_SOURCE /* madvise */
 #include "kv_index.h"
 #include "kv_hash.h"
 
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <stdio.h>
 
 #define IX_NONE      UINT32_MAX
@@ -483,11 +485,24 @@ static inline int ht_fits(const ix_table *t, uint32_t id)
 
 static unsigned bitlen32(uint64_t x) { return x ? 64u - (unsigned)__builtin_clzll(x) : 0; }
 
+/* A big hash table is probed at random: transparent huge pages spare most of
+ * the TLB misses (advice only; ignored where unsupported). */
+static void advise_huge(void *p, size_t n)
+{
+    const uintptr_t page = 4096, huge = (uintptr_t)2 << 20;
+    if (n < 2 * huge)
+        return;
+    uintptr_t from = ((uintptr_t)p + page - 1) & ~(page - 1);
+    uintptr_t to = ((uintptr_t)p + n) & ~(page - 1);
+    (void)madvise((void *)from, to - from, MADV_HUGEPAGE);
+}
+
 static int tbl_alloc(const kv_index *ix, ix_table *t, uint32_t k)
 {
     uint32_t *s = ix_calloc((size_t)1 << k, sizeof(uint32_t));
     if (!s)
         return KV_ENOMEM;
+    advise_huge(s, ((size_t)1 << k) * sizeof(uint32_t));
     /* At least k+1 id bits (ids stay below 2x capacity while load <= 0.8), and
      * twice the id space already handed out; the rest of the word is tag. */
     unsigned bits = k + 1, b2 = bitlen32((uint64_t)ix->id_limit + 1) + 1;
@@ -627,6 +642,29 @@ static int ht_reserve(kv_index *ix, uint32_t id)
     if (!ht_fits(&ix->cur, id))
         return ht_start_resize(ix, ix->cur.k);   /* same size, wider id field */
     return 0;
+}
+
+void kv_index_prefetch(const kv_index *ix, const void *key, uint32_t klen)
+{
+    if (klen > KV_INDEX_MAX_KEY)
+        return;
+    uint32_t h = ix_hash(key, klen);
+    __builtin_prefetch(&ix->cur.slots[h & ix->cur.mask], 1);
+}
+
+int kv_index_reserve(kv_index *ix, uint64_t n)
+{
+    if (!ix)
+        return KV_EINVAL;
+    uint32_t k = ix->cur.k;
+    while (k < IX_HT_MAX_K && (((uint64_t)1 << k) - ((uint64_t)1 << k) / 5) < n)
+        k++;
+    if (k <= ix->cur.k)
+        return 0;
+    int rc = ht_start_resize(ix, k);
+    if (rc == 0)
+        ht_migrate(ix, UINT64_MAX);
+    return rc;
 }
 
 static void ht_maybe_shrink(kv_index *ix)

@@ -48,6 +48,14 @@ void     kv_index_free(kv_index *ix);
 uint32_t kv_index_count(const kv_index *ix);          /* live keys */
 size_t   kv_index_memory(const kv_index *ix);         /* bytes currently allocated by the index */
 
+/* Grows the hash table at once to hold n keys below its growth load, so that a
+ * bulk load (open from hint files) does not rehash step by step.  KV_ENOMEM
+ * leaves the index as it was. */
+int kv_index_reserve(kv_index *ix, uint64_t n);
+/* Hints the CPU to fetch the hash slot of key: a bulk load calls it a few keys
+ * ahead of each put, so the slot's cache miss overlaps other work. */
+void kv_index_prefetch(const kv_index *ix, const void *key, uint32_t klen);
+
 /* 1 and *loc filled when key is present, 0 when not (also for a key longer than
  * KV_INDEX_MAX_KEY or NULL with klen > 0: such a key cannot be in the index). */
 int kv_index_get(const kv_index *ix, const void *key, uint32_t klen, kv_loc *loc);

@@ -28,6 +28,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -53,8 +54,12 @@ static int injected(int op)
     uint64_t at = __atomic_load_n(&f->fail_at, __ATOMIC_RELAXED);
     if (at == 0 || n < at)
         return 0;
-    if (n == at || __atomic_load_n(&f->persistent, __ATOMIC_RELAXED))
-        return __atomic_load_n(&f->err, __ATOMIC_RELAXED);
+    if (n == at || __atomic_load_n(&f->persistent, __ATOMIC_RELAXED)) {
+        int err = __atomic_load_n(&f->err, __ATOMIC_RELAXED);
+        if (err == KV_IO_FAULT_KILL)
+            raise(SIGKILL); /* crash tests: the process dies just before this call */
+        return err;
+    }
     return 0;
 }
 
@@ -320,6 +325,13 @@ int kv_io_fsync(int fd)
     return 0;
 }
 
+int kv_io_writeback(int fd, uint64_t off, uint64_t len)
+{
+    /* Advisory only (never a durability step, R1): starts writing dirty pages out
+     * so that they do not pile up for one long fdatasync later. */
+    return sync_file_range(fd, (off64_t)off, (off64_t)len, SYNC_FILE_RANGE_WRITE) == 0 ? 0 : errno;
+}
+
 int kv_io_truncate(int fd, uint64_t len)
 {
     int e = injected(KV_IO_OP_TRUNCATE);
@@ -357,6 +369,42 @@ int kv_io_unlinkat(int dirfd, const char *name)
         return errno;
     if (is_recording())
         journal_add(KV_IO_EV_UNLINK, dirfd, 0, 0, 0, NULL, name, NULL);
+    return 0;
+}
+
+int kv_io_replace_file(int dirfd, const char *tmp, const char *name, struct iovec *iov, int iovcnt)
+{
+    int fd, rc;
+    kv_io_unlinkat(dirfd, tmp); /* a leftover of an earlier attempt */
+    rc = kv_io_openat(dirfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0600, &fd);
+    if (rc)
+        return rc;
+    rc = kv_io_pwritev(fd, iov, iovcnt, 0);
+    if (!rc)
+        rc = kv_io_datasync(fd);
+    int e = kv_io_close(fd);
+    if (!rc)
+        rc = e;
+    if (!rc)
+        rc = kv_io_renameat(dirfd, tmp, name);
+    if (rc)
+        kv_io_unlinkat(dirfd, tmp);
+    return rc;
+}
+
+int kv_io_opendir(int dirfd, DIR **out)
+{
+    int fd = dup(dirfd);
+    if (fd < 0)
+        return errno;
+    DIR *d = fdopendir(fd);
+    if (!d) {
+        int e = errno;
+        close(fd);
+        return e;
+    }
+    rewinddir(d);
+    *out = d;
     return 0;
 }
 

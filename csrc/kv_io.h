@@ -9,6 +9,7 @@
 #ifndef KV_IO_H
 #define KV_IO_H
 
+#include <dirent.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -23,6 +24,9 @@
 #define KV_IO_OP_TRUNCATE  5
 #define KV_IO_OP_RENAME    6
 #define KV_IO_OP_UNLINK    7
+/* As the err of kv_io_fault_set: the process kills itself (SIGKILL) instead of
+ * making that call, leaving the files as a crash at that instant would. */
+#define KV_IO_FAULT_KILL   -1
 /* CDEF-END */
 #define KV_IO_OP_COUNT     8
 
@@ -34,10 +38,20 @@ int kv_io_pread(int fd, void *buf, size_t n, uint64_t off, size_t *got);
 int kv_io_pwritev(int fd, struct iovec *iov, int iovcnt, uint64_t off);
 int kv_io_datasync(int fd);
 int kv_io_fsync(int fd);
+/* Starts writeback of [off, off+len) without waiting (sync_file_range WRITE).
+ * Pacing only: durability always comes from kv_io_datasync. */
+int kv_io_writeback(int fd, uint64_t off, uint64_t len);
 int kv_io_truncate(int fd, uint64_t len);
 int kv_io_renameat(int dirfd, const char *from, const char *to);
 int kv_io_unlinkat(int dirfd, const char *name);
 int kv_io_size(int fd, uint64_t *size);
+/* A directory stream over dirfd's directory, from its first entry; dirfd stays
+ * open (closedir closes only the stream's own descriptor). */
+int kv_io_opendir(int dirfd, DIR **out);
+/* Writes the iov bytes as file `name` the durable way (R3): `tmp` created
+ * (O_EXCL, 0600), written, fdatasynced, closed, renamed over `name`.  On failure
+ * tmp is removed.  The caller fsyncs the directory. */
+int kv_io_replace_file(int dirfd, const char *tmp, const char *name, struct iovec *iov, int iovcnt);
 int kv_io_lock(int fd);   /* non-blocking exclusive flock; EWOULDBLOCK when held elsewhere */
 
 /* CDEF-BEGIN */

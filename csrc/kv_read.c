@@ -417,34 +417,74 @@ static int cmp_seg(const void *a, const void *b)
     return x->id < y->id ? -1 : x->id > y->id;
 }
 
+/* Per-segment figures for the compaction policy, which looks often: the writer
+ * lock is held only to copy each segment's counters, and the expired bytes
+ * come from a walk of the index in slices under the shared index lock, so
+ * neither a put nor a reader waits for a whole walk of a large index. */
 int kv_segments(kv_db *db, uint64_t now, kv_seg_info *out, uint32_t cap, uint32_t *n)
 {
-    uint64_t *exp, keys;
-    int rc;
+    enum { SLICE = 4096 };
+    uint64_t *zero = calloc(KV_MAX_SEGS, sizeof *zero);
+    uint16_t *slots = NULL;
+    uint32_t found = 0;
+    int rc = 0;
     *n = 0;
+    if (!zero)
+        return KV_ENOMEM;
+    if (cap && !(slots = malloc((size_t)cap * sizeof *slots))) {
+        free(zero);
+        return KV_ENOMEM;
+    }
     pthread_mutex_lock(&db->wlock);
     pthread_rwlock_rdlock(&db->ixlock);
-    if (db->closed) {
+    if (db->closed)
         rc = KV_ECLOSED;
-        goto out;
-    }
-    if ((rc = expired_by_slot(db, now, &exp, &keys)) != 0)
-        goto out;
-    for (uint32_t i = 0; i < KV_MAX_SEGS; i++) {
+    for (uint32_t i = 0; !rc && i < KV_MAX_SEGS; i++) {
         if (!db->segs[i])
             continue;
-        if (*n < cap)
-            seg_info(db, i, exp, &out[*n]);
-        (*n)++;
+        if (found < cap) {
+            seg_info(db, i, zero, &out[found]);
+            slots[found] = (uint16_t)i;
+        }
+        found++;
     }
-    free(exp);
-    uint32_t filled = *n < cap ? *n : cap;
-    if (filled > 1) /* qsort(NULL, 0, ...) of the sizing call (cap 0) is undefined */
-        qsort(out, filled, sizeof *out, cmp_seg);
-out:
     pthread_rwlock_unlock(&db->ixlock);
     pthread_mutex_unlock(&db->wlock);
-    return rc;
+    uint32_t listed = found < cap ? found : cap;
+    uint64_t *exp = zero; /* reused: expired bytes by slot */
+    for (uint32_t id = 0; !rc && listed;) {
+        pthread_rwlock_rdlock(&db->ixlock);
+        if (db->closed) {
+            rc = KV_ECLOSED;
+            pthread_rwlock_unlock(&db->ixlock);
+            break;
+        }
+        uint32_t limit = kv_index_id_limit(db->ix);
+        uint32_t end = id >= limit ? id : limit - id > SLICE ? id + SLICE : limit;
+        for (; id < end; id++) {
+            const uint8_t *key;
+            uint32_t klen;
+            kv_loc loc;
+            if (kv_index_entry(db->ix, id, &key, &klen, &loc) && kv_expired(loc.expiration, now))
+                exp[loc.seg] += kv_pad8(loc.rec_len);
+        }
+        for (uint32_t k = 0; id >= limit && k < listed; k++) {
+            /* A slot that changed hands meanwhile (compaction) counts nothing. */
+            kv_segfile *sf = db->segs[slots[k]];
+            out[k].expired_bytes = sf && sf->id == out[k].id ? exp[slots[k]] : 0;
+        }
+        pthread_rwlock_unlock(&db->ixlock);
+        if (id >= limit)
+            break;
+    }
+    free(zero);
+    free(slots);
+    if (rc)
+        return rc;
+    if (listed)
+        qsort(out, listed, sizeof *out, cmp_seg);
+    *n = found;
+    return 0;
 }
 
 uint32_t kv_damage_count(kv_db *db)

@@ -261,8 +261,7 @@ static int scan_segment(recovery *rv, uint16_t slot, int newest)
             if (ev.rec.type == KV_REC_DELETE || ev.rec.type == KV_REC_EXPIRE)
                 sf->tomb_bytes += ev.end - ev.off;
             if (ev.rec.type == KV_REC_BATCH_COMMIT) {
-                sf->tomb_bytes += ev.end - ev.off;
-                rc = batch_commit(rv, sf, &ev, slot);
+                rc = batch_commit(rv, sf, &ev, slot); /* its bytes count as dead (kv_db.c) */
             } else if (ev.rec.flags & KV_REC_F_BATCH) {
                 rc = batch_add(&rv->batch, &ev);
             } else {
@@ -359,20 +358,13 @@ static int push_id(uint64_t **ids, uint32_t *n, uint32_t *cap, uint64_t id)
 static int list_segments(kv_db *db, const uint64_t *retired, uint32_t nretired,
                          uint64_t **ids_out, uint32_t *n_out)
 {
-    int fd = dup(db->dirfd);
-    if (fd < 0)
-        return errno;
-    DIR *d = fdopendir(fd);
-    if (!d) {
-        int e = errno;
-        close(fd);
-        return e;
-    }
+    DIR *d;
+    int rc = kv_io_opendir(db->dirfd, &d);
+    if (rc)
+        return rc;
     uint64_t *ids = NULL, *hints = NULL;
     uint32_t n = 0, cap = 0, nh = 0, hcap = 0;
-    int rc = 0;
     struct dirent *de;
-    rewinddir(d);
     while ((de = readdir(d)) != NULL) {
         size_t len = strlen(de->d_name);
         uint64_t id;
@@ -381,7 +373,7 @@ static int list_segments(kv_db *db, const uint64_t *retired, uint32_t nretired,
                 kv_io_unlinkat(db->dirfd, de->d_name);
             continue;
         }
-        if (len == 21 && kv_parse_id_name(de->d_name, ".hint", &id)) {
+        if (len == 21 && kv_seg_parse_id(de->d_name, ".hint", &id)) {
             if (!db->readonly && (rc = push_id(&hints, &nh, &hcap, id)) != 0)
                 break;
             continue;
@@ -495,10 +487,16 @@ static int seg_damaged(const kv_db *db, uint64_t id)
 /* Applies the entries of a validated hint file. */
 static int apply_hint(recovery *rv, uint16_t slot, const kv_hint_file *hf)
 {
+    enum { AHEAD = 8 };
     kv_segfile *sf = rv->db->segs[slot];
-    kv_hint_entry e;
-    size_t pos = 0;
-    while (kv_hint_next(hf->data, kv_hint_file_end(hf), &pos, &e)) {
+    kv_hint_entry e, pe;
+    size_t pos = 0, ahead = 0, end = kv_hint_file_end(hf);
+    /* The hash slots of the next keys are fetched while this one is put. */
+    for (int i = 0; i < AHEAD && kv_hint_next(hf->data, end, &ahead, &pe); i++)
+        kv_index_prefetch(rv->db->ix, pe.key, pe.klen);
+    while (kv_hint_next(hf->data, end, &pos, &e)) {
+        if (kv_hint_next(hf->data, end, &ahead, &pe))
+            kv_index_prefetch(rv->db->ix, pe.key, pe.klen);
         int rc = apply_fields(rv, e.key, e.klen, e.type, e.rec_len, e.has_meta, e.seq,
                               e.expiration, slot, e.rec_off, 0);
         if (rc)
@@ -519,11 +517,10 @@ static void hint_file_to_acc(kv_db *db, kv_hint_file *hf)
 {
     kv_hint_buf_free(&db->hint_acc);
     db->hint_acc.data = hf->data;
-    db->hint_acc.cap = hf->size;
+    db->hint_acc.cap = hf->cap;
     db->hint_acc.len = kv_hint_file_end(hf);
     db->hint_acc.count = hf->count;
-    hf->data = NULL;
-    kv_hint_file_free(hf);
+    memset(hf, 0, sizeof *hf);
     db->hint_acc_ok = 1;
 }
 
@@ -533,7 +530,7 @@ int kv_recover(kv_db *db)
     uint64_t *ids = NULL, *retired = NULL, seq_floor = 0, max_manifest = 0;
     uint32_t n = 0, nretired = 0;
     kv_hint_buf newest_col;
-    kv_hint_file newest_hint;
+    kv_hint_file newest_hint, hf = {0}; /* hf: one buffer for every hint read */
     int rc, wrote_hints = 0, newest_from_hint = 0, newest_collected = 0;
 
     memset(&rv, 0, sizeof rv);
@@ -558,6 +555,15 @@ int kv_recover(kv_db *db)
             break;
         }
     }
+    /* Size the index once for every key the hints announce. */
+    uint64_t announced = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        uint64_t c = db->segs[i]->header_ok ? kv_hint_peek_count(db->dirfd, db->segs[i]->id) : 0;
+        uint64_t most = db->segs[i]->size / KV_REC_HDR_SIZE; /* a record per entry */
+        announced += c < most ? c : most;
+    }
+    if (announced && (rc = kv_index_reserve(db->ix, announced)) != 0)
+        goto out;
     for (uint32_t i = 0; i < n; i++) {
         kv_segfile *sf = db->segs[i];
         if (!sf->header_ok) {
@@ -566,15 +572,18 @@ int kv_recover(kv_db *db)
             if ((rc = scan_segment(&rv, (uint16_t)i, (int)i == newest)) != 0)
                 goto out;
             int has_records = sf->size > KV_SEG_HDR_SIZE;
-            if ((int)i == newest && !has_records && !db->readonly) {
-                /* The remains of an interrupted segment creation. */
+            if ((int)i == newest && !has_records) {
+                /* The remains of an interrupted segment creation: no damage, and a
+                 * writer removes them (a read-only open just leaves them out). */
                 char name[32];
                 kv_seg_name(name, sf->id, ".seg");
                 db->ndamage = before;
                 db->torn_cut = cut;
                 kv_io_close(sf->fd);
-                kv_io_unlinkat(db->dirfd, name);
-                kv_io_fsync(db->dirfd);
+                if (!db->readonly) {
+                    kv_io_unlinkat(db->dirfd, name);
+                    kv_io_fsync(db->dirfd);
+                }
                 free(sf);
                 db->segs[i] = NULL;
                 continue;
@@ -583,7 +592,6 @@ int kv_recover(kv_db *db)
                 goto out;
             continue;
         }
-        kv_hint_file hf;
         uint64_t bad;
         rc = kv_hint_load(db->dirfd, sf->id, sf->size, &hf, &bad);
         if (rc == 0) {
@@ -591,10 +599,9 @@ int kv_recover(kv_db *db)
             sf->hinted = 1;
             db->hinted_segs++;
             if ((int)i == newest && !rc) {
-                newest_hint = hf;
+                newest_hint = hf; /* its memory moves there */
+                memset(&hf, 0, sizeof hf);
                 newest_from_hint = 1;
-            } else {
-                kv_hint_file_free(&hf);
             }
             if (rc)
                 goto out;
@@ -672,6 +679,7 @@ int kv_recover(kv_db *db)
 out:
     kv_hint_buf_free(&newest_col);
     kv_hint_file_free(&newest_hint);
+    kv_hint_file_free(&hf);
     batch_clear(&rv.batch);
     free(rv.batch.recs);
     free(rv.seqs.seq);

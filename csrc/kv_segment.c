@@ -34,6 +34,11 @@ void kv_seg_name(char out[32], uint64_t id, const char *suffix)
 
 int kv_seg_parse_name(const char *name, uint64_t *id)
 {
+    return kv_seg_parse_id(name, ".seg", id);
+}
+
+int kv_seg_parse_id(const char *name, const char *suffix, uint64_t *id)
+{
     uint64_t v = 0;
     for (int i = 0; i < 16; i++) {
         char c = name[i];
@@ -46,7 +51,7 @@ int kv_seg_parse_name(const char *name, uint64_t *id)
             return 0;
         v = (v << 4) | (uint64_t)d;
     }
-    if (strcmp(name + 16, ".seg") != 0)
+    if (strcmp(name + 16, suffix) != 0)
         return 0;
     *id = v;
     return 1;

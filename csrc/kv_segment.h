@@ -22,6 +22,8 @@ typedef struct kv_seg_hdr {
 void kv_seg_name(char out[32], uint64_t id, const char *suffix);
 /* Parses a file name "<16 hex>.seg"; returns 1 and the id when it is one. */
 int kv_seg_parse_name(const char *name, uint64_t *id);
+/* Parses "<16 hex><suffix>" (".hint", ".compact", ...) the same way. */
+int kv_seg_parse_id(const char *name, const char *suffix, uint64_t *id);
 
 /* Creates <name> (O_EXCL, 0600), writes and fdatasyncs the header.  The caller
  * fsyncs the directory.  *fd_out is the open read-write descriptor. */

@@ -11,6 +11,7 @@ length, and conversion of results to Python objects.
 from __future__ import annotations
 
 import builtins
+import contextlib
 import io
 import logging
 import os
@@ -217,7 +218,7 @@ class LogStore:
         # One compaction at a time, and close() waits for the one running.
         self._compact_lock = threading.Lock()
         self._worker: threading.Thread | None = None
-        if not readonly and (sync == "interval" or self.auto_compact):
+        if not readonly:
             self._worker = threading.Thread(
                 target=self._maintain, name="kvengine-maintenance", daemon=True
             )
@@ -225,12 +226,14 @@ class LogStore:
 
     # -- lifecycle ---------------------------------------------------------------
     def _maintain(self) -> None:
-        """Background duties: sync once a second ("interval" mode), write the hints of
-        sealed segments, and run the compaction policy every ``policy.interval`` seconds.
+        """Background duties of a writer: sync once a second ("interval" mode); within a
+        second of a rollover, make the sealed segment durable and write its hint (so a
+        crash costs the next open no scan of it); with ``auto_compact``, run the
+        compaction policy every ``policy.interval`` seconds.
         """
         policy = self.compaction_policy
         next_look = time.monotonic() + policy.interval
-        while not self._stop.wait(1.0):
+        while not self._stop.wait(min(1.0, policy.interval)):
             if self.sync_mode == "interval" and lib.kv_sync(self._db) != 0:
                 return  # the error surfaces on the next write or close
             # A hint that could not be written is no loss: its segment is scanned at open.
@@ -564,14 +567,14 @@ class LogStore:
                 ids = choose_segments(self.segments(now - policy.expiry_grace), policy)
             else:
                 ids = [int(i) for i in segments]
-            before = self._disk_bytes(now)
+            before = self._disk_bytes()
             if segments != "all" and not ids:
                 report = ffi.new("kv_compact_report *")
             else:
                 report = self._run_compaction(now, ids, flags, progress)
             after = before - report.bytes_in + report.bytes_out
             if not dry_run:
-                after = self._disk_bytes(now)
+                after = self._disk_bytes()
         return CompactionReport(
             segments_in=int(report.segments_in),
             segments_out=int(report.segments_out),
@@ -628,8 +631,15 @@ class LogStore:
             )
         raise_error(rc, "compact", self.path)
 
-    def _disk_bytes(self, now: float) -> int:
-        return self.stats(now)["disk_bytes"]
+    def _disk_bytes(self) -> int:
+        """Bytes of the segment files, from the directory: no index walk, no lock."""
+        total = 0
+        with os.scandir(self.path) as entries:
+            for entry in entries:
+                if entry.name.endswith(".seg"):
+                    with contextlib.suppress(FileNotFoundError):
+                        total += entry.stat().st_size
+        return total
 
     def flush_hints(self) -> None:
         """Writes the hint files of segments sealed since the last flush (the
