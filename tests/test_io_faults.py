@@ -31,7 +31,7 @@ from pathlib import Path
 import pytest
 from _tools import scratch_dir
 
-from engine._ffi import lib
+from engine._ffi import ffi, lib
 from engine.errors import EngineError, EngineIOError, StoreFailedError
 from engine.storage import SPOOL_IN_MEMORY, BatchOp, LogStore
 
@@ -234,10 +234,11 @@ def test_failed_sync_of_written_records_stops_the_handle(tmp_path: Path, sync: s
     store = LogStore(tmp_path / "s", sync=sync, max_segment_bytes=SEGMENT)
     store.put(b"a", b"1")
     lib.kv_io_fault_set(lib.KV_IO_OP_SYNC, 1, errno.EIO, 0)
-    # "always" syncs after this put; "os" syncs when the full segment is sealed.
+    # "always" syncs after each put; "os" when a segment is sealed or at the latest on sync().
     with pytest.raises(EngineIOError):
         for i in range(100):
             store.put(b"k%d" % i, b"x" * 500)
+        store.sync()
     for _ in range(3):
         with pytest.raises(StoreFailedError):
             store.put(b"b", b"2")
@@ -251,14 +252,39 @@ def test_failed_sync_of_written_records_stops_the_handle(tmp_path: Path, sync: s
     store.close()
 
 
+def _first_directory_fsync(path: Path, puts: int) -> int:
+    """Which call of the sync class, counted from after open, is the first directory fsync
+    made by `puts` puts of 1000 bytes: found from the I/O journal of a dry run."""
+    store = LogStore(path, max_segment_bytes=SEGMENT)
+    store.put(b"a", b"1")
+    lib.kv_io_record(1)
+    try:
+        for i in range(puts):
+            store.put(b"k%d" % i, b"x" * 1000)
+    finally:
+        lib.kv_io_record(0)
+    ev = ffi.new("kv_io_event *")
+    syncs = 0
+    for i in range(lib.kv_io_record_count()):
+        lib.kv_io_record_get(i, ev)
+        if ev.kind in (lib.KV_IO_EV_SYNC, lib.KV_IO_EV_DIRSYNC):
+            syncs += 1
+            if ev.kind == lib.KV_IO_EV_DIRSYNC:
+                store.close()
+                lib.kv_io_record_free()
+                return syncs
+    raise AssertionError("no directory fsync: the puts did not roll the log over")
+
+
 def test_failed_directory_fsync_after_segment_creation(tmp_path: Path) -> None:
     """Regression: the new segment's descriptor leaked and the handle carried on."""
+    nth = _first_directory_fsync(tmp_path / "dry", 20)
     store = LogStore(tmp_path / "s", max_segment_bytes=SEGMENT)
     store.put(b"a", b"1")
     fds = open_fds()
-    # Filling the segment: the next put seals it (sync 1), creates a segment (its header's
-    # sync 2), then fsyncs the directory (sync 3), which fails.
-    lib.kv_io_fault_set(lib.KV_IO_OP_SYNC, 3, errno.EIO, 0)
+    # Filling the segment: a put rolls the log over; the directory fsync after creating the
+    # new segment fails.
+    lib.kv_io_fault_set(lib.KV_IO_OP_SYNC, nth, errno.EIO, 0)
     with pytest.raises(EngineIOError):
         for i in range(20):
             store.put(b"k%d" % i, b"x" * 1000)

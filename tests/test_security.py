@@ -73,7 +73,7 @@ def test_hostile_namespace_names_stay_inside_the_store(tmp_path: Path) -> None:
     assert _tree(outside) == before
     # Only the store's own files: namespaces are key prefixes, never file names.
     for name in os.listdir(store_dir):
-        assert name == "LOCK" or name.endswith(".seg"), name
+        assert name == "LOCK" or name.endswith((".seg", ".hint", ".compact")), name
     assert accepted < len(names)
 
 

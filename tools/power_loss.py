@@ -455,3 +455,48 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def audit_fsync_discipline(run: Run) -> list[str]:
+    """DURABILITY.md G10 over a sync="always" journal: when an op returns, every file written
+    since has been fdatasynced after its last write, and every file created or renamed has had
+    its directory entry fsynced.  Returns the breaches, as text."""
+    breaches: list[str] = []
+    names: dict[int, str] = {}
+    seen: set[str] = set()
+    unsynced: set[str] = set()  # files written after their last sync
+    undurable: set[str] = set()  # names created or renamed after the last directory fsync
+    acks = {pos: i for i, pos in enumerate(run.ack)}
+    for pos, ev in enumerate([*run.events, None]):
+        if pos in acks and (unsynced or undurable):
+            op = run.ops[acks[pos]]
+            breaches.append(
+                f"op {acks[pos]} ({op.kind}) returned with {sorted(unsynced)} unsynced and "
+                f"{sorted(undurable)} not in a synced directory"
+            )
+        if ev is None:
+            break
+        if ev.kind == lib.KV_IO_EV_OPEN:
+            names[ev.fd] = ev.name
+            if ev.name not in seen:
+                undurable.add(ev.name)
+            seen.add(ev.name)
+        elif ev.kind == lib.KV_IO_EV_WRITE or ev.kind == lib.KV_IO_EV_TRUNCATE:
+            unsynced.add(names[ev.fd])
+        elif ev.kind == lib.KV_IO_EV_SYNC:
+            unsynced.discard(names[ev.fd])
+        elif ev.kind == lib.KV_IO_EV_DIRSYNC:
+            undurable.clear()
+        elif ev.kind == lib.KV_IO_EV_RENAME:
+            undurable.discard(ev.name)
+            undurable.add(ev.name2)
+            seen.add(ev.name2)
+            if ev.name in unsynced:
+                unsynced.discard(ev.name)
+                unsynced.add(ev.name2)
+            names = {fd: ev.name2 if n == ev.name else n for fd, n in names.items()}
+        elif ev.kind == lib.KV_IO_EV_UNLINK:
+            undurable.discard(ev.name)
+            unsynced.discard(ev.name)
+            seen.discard(ev.name)
+    return breaches

@@ -36,6 +36,13 @@ static void clear_dir(void)
     closedir(d);
 }
 
+/* The store directory lives as long as the fuzzing process. */
+static void remove_dir(void)
+{
+    clear_dir();
+    rmdir(dir);
+}
+
 static void write_segment(uint64_t id, const uint8_t *body, size_t n, int flags)
 {
     char p[128];
@@ -65,6 +72,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         snprintf(dir, sizeof dir, "%s/kvfuzz-open-XXXXXX", base);
         if (!mkdtemp(dir))
             abort();
+        atexit(remove_dir);
     }
     if (size < 1)
         return 0;
