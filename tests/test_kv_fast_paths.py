@@ -56,6 +56,9 @@ def test_values_round_trip_in_every_plain_type(store) -> None:  # type: ignore[n
     assert ns.get("s") == "ünïcode"
     assert ns.get("j", "json") == {"a": [1, 2]}
     assert ns.get("missing") is None and ns.get("missing", "json") is None
+    ns.put("empty", b"")
+    ns.put("empty-text", "")
+    assert ns.get("empty", "bytes") == b"" and ns.get("empty-text") == ""
     with pytest.raises(ValueError):
         ns.get("s", "nonsense")
     with pytest.raises(ValueError):
@@ -96,6 +99,7 @@ def test_list_pages_with_and_without_metadata_and_expiry(store) -> None:  # type
     ns.put("p/meta", b"v", metadata={"m": 1})
     ns.put("p/exp", b"v", expiration_ttl=600)
     ns.put("q/other", b"v")
+    ns.put("p/ключ", b"v")
     page = ns.list(prefix="p/", limit=3)
     assert [k.name for k in page.keys] == ["p/0", "p/1", "p/2"]
     assert all(k.expiration is None and k.metadata is None for k in page.keys)
@@ -106,6 +110,7 @@ def test_list_pages_with_and_without_metadata_and_expiry(store) -> None:  # type
         ("p/4", None, None),
         ("p/exp", 1_000_600, None),
         ("p/meta", None, {"m": 1}),
+        ("p/ключ", None, None),
     ]
     assert rest.list_complete and rest.cursor is None
     assert ns.list(prefix="zzz").keys == []
