@@ -20,7 +20,7 @@
 
 static int buf_reserve(kv_buf *b, size_t n)
 {
-    if (n <= b->cap)
+    if (n <= b->cap && b->data) /* never NULL after a call: memcpy of 0 bytes needs a buffer */
         return 0;
     size_t cap = b->cap ? b->cap : 256;
     while (cap < n)
@@ -423,7 +423,8 @@ int kv_segments(kv_db *db, uint64_t now, kv_seg_info *out, uint32_t cap, uint32_
         (*n)++;
     }
     free(exp);
-    qsort(out, *n < cap ? *n : cap, sizeof *out, cmp_seg);
+    if (cap && *n) /* out may be NULL when only the count is asked for */
+        qsort(out, *n < cap ? *n : cap, sizeof *out, cmp_seg);
 out:
     pthread_rwlock_unlock(&db->ixlock);
     pthread_mutex_unlock(&db->wlock);

@@ -347,7 +347,8 @@ static int list_segments(kv_db *db, uint64_t **ids_out, uint32_t *n_out)
         free(ids);
         return KV_ETOOBIG;
     }
-    qsort(ids, n, sizeof *ids, cmp_u64);
+    if (n) /* ids is NULL in an empty directory, and qsort's base must not be */
+        qsort(ids, n, sizeof *ids, cmp_u64);
     *ids_out = ids;
     *n_out = n;
     return 0;
