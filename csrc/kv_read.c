@@ -20,7 +20,7 @@
 
 static int buf_reserve(kv_buf *b, size_t n)
 {
-    if (n <= b->cap)
+    if (n <= b->cap && b->data) /* never NULL after a call: memcpy of 0 bytes needs a buffer */
         return 0;
     size_t cap = b->cap ? b->cap : 256;
     while (cap < n)

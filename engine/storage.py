@@ -484,12 +484,18 @@ class LogStore:
 
     def iter_keys(self, prefix: bytes, now: float, page: int = 1000) -> Iterator[ListedKey]:
         after = b""
+        after_empty_key = False
         while True:
-            keys, more = self.list(prefix, after, now, page)
+            # An empty `after` means "from the start", so a page ending at the empty
+            # key (the smallest there is) is followed by one that starts with it again.
+            keys, more = self.list(prefix, after, now, page + after_empty_key)
+            if after_empty_key and keys and keys[0].key == b"":
+                keys = keys[1:]
             yield from keys
             if not more or not keys:
                 return
             after = keys[-1].key
+            after_empty_key = after == b""
 
     def count_prefix(self, prefix: bytes, now: float) -> tuple[int, int]:
         """(unexpired keys with prefix, their record bytes)."""

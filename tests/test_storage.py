@@ -294,6 +294,15 @@ def test_list_skips_expired_and_deleted_keys_and_returns_metadata(log_store: Log
     assert log_store.get(b"p-expired", now - 1).value == b"v"
 
 
+def test_iter_keys_past_the_empty_key(log_store: LogStore) -> None:
+    # Regression: a page that ended at the empty key started the listing over,
+    # forever (an empty `after` means "from the start").
+    for key in (b"", b"a", b"b"):
+        log_store.put(key, b"v")
+    for page in (1, 2, 3):
+        assert [k.key for k in log_store.iter_keys(b"", 0, page=page)] == [b"", b"a", b"b"]
+
+
 @given(
     ops=st.lists(st.tuples(st.binary(max_size=6), st.booleans()), min_size=1, max_size=60),
     prefix=st.binary(max_size=2),
