@@ -21,7 +21,6 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from itertools import repeat
 from operator import add
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
@@ -429,7 +428,7 @@ class LogStore:
         `strip` bytes.
         """
         keys, exps, metas, more = self.list_columns(prefix, after, now, limit, with_meta, strip)
-        return list(zip(keys, exps, metas or repeat(None), strict=False)), more
+        return list(zip(keys, exps, metas or [None] * len(keys), strict=True)), more
 
     def list_columns(
         self,
