@@ -190,7 +190,10 @@ static int batch_commit(recovery *rv, kv_segfile *sf, const kv_scan_event *ev, u
         rc = kv_db_add_damage(rv->db, sf->id, b->first_off, end - b->first_off,
                               KV_DAMAGE_BATCH);
     }
-    if (rc || start == b->n || b->recs[start].rec.seq != first) {
+    /* A member missing from the rest (damaged after the commit was written) costs
+     * only itself: the commit proves the batch was written whole, so the members
+     * still valid are applied, and the damaged one was reported as a record. */
+    if (rc || start == b->n) {
         batch_clear(b);
         return rc; /* a commit without its members: nothing to apply */
     }
