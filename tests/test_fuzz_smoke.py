@@ -18,7 +18,6 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from _tools import scratch_dir
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -142,16 +141,21 @@ def test_open_over_arbitrary_directory_contents(files: dict[str, bytes], readonl
             log.close()
 
 
-@pytest.mark.skipif(
-    not os.path.exists(Path(engine.__file__).with_name("cli.py")), reason="no CLI in this build"
-)
 @settings(deadline=None, max_examples=30, suppress_health_check=[HealthCheck.too_slow])
 @given(files=directories)
 def test_inspect_over_arbitrary_directory_contents(files: dict[str, bytes]) -> None:
-    """`kvengine inspect` reports on any directory without a traceback."""
+    """`kvengine inspect`, `segments` and `verify` report on any directory without a traceback."""
     from click.testing import CliRunner
-    from engine.cli import main  # type: ignore[attr-defined]
+
+    from engine.cli import cli
 
     with _store_dir(files) as path:
-        result = CliRunner().invoke(main, ["inspect", str(path)])
-        assert result.exception is None or isinstance(result.exception, SystemExit), result.output
+        runs = [["segments"], ["verify"]]
+        runs += [["inspect", name] for name in sorted(os.listdir(path)) if name.endswith(".seg")]
+        for args in runs:
+            result = CliRunner().invoke(cli, ["--db", str(path), *args])
+            assert result.exit_code in (0, 1), (args, result.output, result.exception)
+            assert result.exception is None or isinstance(result.exception, SystemExit), (
+                args,
+                result.output,
+            )
