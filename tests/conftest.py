@@ -26,6 +26,7 @@ from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, settings
+from kv_helpers import FakeClock
 
 from engine.storage import LogStore
 
@@ -42,20 +43,6 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 CLOCK_START = 1_700_000_000.0
 
 
-class FakeClock:
-    """A clock the test moves by hand: call it for the time, ``advance`` to move it."""
-
-    def __init__(self, now: float = CLOCK_START) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> float:
-        self.now += seconds
-        return self.now
-
-
 @pytest.fixture
 def store_path(tmp_path: Path) -> Path:
     """Where a test may create a store: inside pytest's temporary directory, not yet existing."""
@@ -64,7 +51,7 @@ def store_path(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def clock() -> FakeClock:
-    return FakeClock()
+    return FakeClock(CLOCK_START)
 
 
 @pytest.fixture
