@@ -7,9 +7,8 @@ then the store is reopened without faults and compared with the writes that retu
 * every acknowledged write is there, with its exact value;
 * a write that failed is absent, except one whose record was written before its fdatasync failed
   (sync="always"): that one may be present, but not partly;
-* after an fdatasync/fsync error that may have lost written bytes the handle is fail-stop: every
-  later write raises StoreFailedError (a failed sync of a new segment's header is not one: the file
-  is removed again and nothing in it was promised);
+* after any fdatasync/fsync error the handle is fail-stop (R9): every later write raises
+  StoreFailedError, also after a failed sync of a new segment's header, whose file is removed;
 * after a single (non-persistent) write or open error, writing resumes;
 * no file descriptor is leaked.
 
@@ -150,6 +149,8 @@ def run_with_fault(path: Path, sync: str, cls: str, nth: int, err: int, persiste
                 if cls == "sync":
                     maybe.append(op)
                     acked_log.append((op, len(maybe) - 1))
+                    # R9: whichever file the failed sync was for, the handle stops.
+                    failed_stop = True
                 continue
             assert not failed_stop, f"{op[0]} succeeded after the handle failed (#{nth})"
             acked_log.append((op, None))
@@ -164,7 +165,7 @@ def run_with_fault(path: Path, sync: str, cls: str, nth: int, err: int, persiste
     finally:
         store.close()
     # Failed ops are interleaved with acked ones only before fail-stop, and a failed sync stops
-    # the handle (but for a new segment's header): so at most a couple of ops are in doubt.
+    # the handle: so at most a couple of ops are in doubt.
     assert len(maybe) <= 3, maybe
     candidates = [
         _replay(acked_log, set(chosen))
