@@ -367,3 +367,38 @@ def test_file_size_limit_fails_cleanly_and_writing_resumes(tmp_path: Path) -> No
         assert store.get(b"after", 0).value == b"space returned"  # type: ignore[union-attr]
     finally:
         store.close()
+
+
+@pytest.mark.parametrize("sync", ["os", "always"])
+def test_failed_rollover_keeps_the_sealed_segments_records(tmp_path: Path, sync: str) -> None:
+    """Regression: after a failed creation of the next segment the sealed one stayed active,
+    took the next small record and was sealed again; its second hint, of only the records
+    after the first seal, replaced the first, and the earlier keys were gone after reopen."""
+    path = tmp_path / "s"
+    store = LogStore(path, sync=sync, max_segment_bytes=SEGMENT)
+    # Three 1200-byte values nearly fill a segment; the fourth rolls the log over and the
+    # creation of the next segment (the first file opened since open()) fails; the small
+    # value after it would still fit in the sealed segment.
+    sizes = [1200] * 4 + [40] + [1200] * 6
+    lib.kv_io_fault_set(lib.KV_IO_OP_OPEN, 1, errno.EMFILE, 0)
+    written: Model = {}
+    failed_at = []
+    for i, size in enumerate(sizes):
+        key, value = b"k%02d" % i, bytes([65 + i]) * size
+        try:
+            store.put(key, value)
+        except EngineIOError as exc:
+            assert exc.errno == errno.EMFILE
+            failed_at.append(i)
+            continue
+        written[key] = value
+    lib.kv_io_fault_set(0, 0, 0, 0)
+    assert failed_at == [3], "the fault did not hit the first rollover"
+    store.close()  # writes the hints of the sealed segments
+    assert (path / "0000000000000001.hint").exists(), "without a hint the regression is unseen"
+    store = LogStore(path, sync=sync, max_segment_bytes=SEGMENT)
+    try:
+        assert state(store, set(written)) == written
+        assert store.damage() == []
+    finally:
+        store.close()
