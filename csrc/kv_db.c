@@ -138,6 +138,7 @@ int kv_db_start_segment(kv_db *db)
 static void queue_hint(kv_db *db, kv_segfile *sf)
 {
     int ok = db->hint_acc_ok && !sf->damaged;
+    sf->sealed = 1;
     db->hint_acc_ok = 0;
     if (!ok) {
         kv_hint_buf_free(&db->hint_acc);
@@ -161,40 +162,37 @@ static void queue_hint(kv_db *db, kv_segfile *sf)
  * from now on), its hint queued.  In KV_SYNC_OS mode nothing was promised
  * beyond the kernel, so the fdatasync is left to the next kv_sync, hint flush
  * or close (sync_sealed): a put that rolls the log over does not wait for a
- * whole segment to reach the disk.  Caller holds wlock.
- *
- * Sealing happens once per segment.  The segment stays the active one until
- * its successor exists, and starting that can fail (ENOSPC, EMFILE) and be
- * retried by the next write: the retry must neither append to the sealed
- * segment nor seal it again, or its second hint (of only the records after the
- * first seal) would replace the first and hide the earlier records at open. */
+ * whole segment to reach the disk.  Caller holds wlock. */
 static int seal(kv_db *db, kv_segfile *cur)
 {
-    if (cur->sealed)
-        return 0;
     if (db->sync_mode == KV_SYNC_OS) {
         __atomic_store_n(&cur->unsynced, 1, __ATOMIC_RELEASE);
-    } else {
-        int rc = kv_io_datasync(cur->fd);
-        db->syncs++;
-        if (rc) {
-            db->failed = rc;
-            return rc;
-        }
-        __atomic_store_n(&db->synced_seq, db->written_seq, __ATOMIC_RELEASE);
+        queue_hint(db, cur);
+        return 0;
     }
-    cur->sealed = 1;
+    int rc = kv_io_datasync(cur->fd);
+    db->syncs++;
+    if (rc) {
+        db->failed = rc;
+        return rc;
+    }
+    __atomic_store_n(&db->synced_seq, db->written_seq, __ATOMIC_RELEASE);
     queue_hint(db, cur);
     return 0;
 }
 
+/* A segment is sealed once.  It stays the active one until its successor
+ * exists, and starting that can fail (ENOSPC, EMFILE) and be retried by the
+ * next write: the retry must neither append to the sealed segment nor seal it
+ * again, or its second hint (of only the records after the first seal) would
+ * replace the first and hide the earlier records at open. */
 int kv_db_seal_active(kv_db *db)
 {
     kv_segfile *cur = db->active >= 0 ? db->segs[db->active] : NULL;
     int rc;
     if (cur && !cur->sealed && cur->size == KV_SEG_HDR_SIZE)
         return 0;
-    if (cur && (rc = seal(db, cur)) != 0)
+    if (cur && !cur->sealed && (rc = seal(db, cur)) != 0)
         return rc;
     return kv_db_start_segment(db);
 }
@@ -209,7 +207,7 @@ static int ensure_room(kv_db *db, uint64_t need)
     if (cur && !cur->sealed &&
         (cur->size + need <= db->max_seg || cur->size == KV_SEG_HDR_SIZE))
         return 0;
-    if (cur) {
+    if (cur && !cur->sealed) {
         int rc = seal(db, cur);
         if (rc)
             return rc;
