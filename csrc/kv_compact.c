@@ -309,8 +309,12 @@ static int new_output(kv_compact *c)
         pthread_mutex_unlock(&db->wlock);
         kv_seg_hdr h = {KV_FORMAT_VERSION, KV_SEG_F_COMPACTED, o->id, c->seq_floor, 0};
         tmp_name(name, o->id);
-        if ((rc = kv_seg_create(db->dirfd, name, &h, &o->fd)) != 0)
+        int sync_failed = 0;
+        if ((rc = kv_seg_create(db->dirfd, name, &h, &o->fd, &sync_failed)) != 0) {
+            if (sync_failed)
+                __atomic_store_n(&db->failed, rc, __ATOMIC_RELEASE); /* R9 */
             return rc;
+        }
     }
     c->nouts++;
     c->wend = KV_SEG_HDR_SIZE;
@@ -657,7 +661,8 @@ static int publish_outputs(kv_compact *c)
     kv_db *db = c->db;
     int rc = flush_wbuf(c);
     for (uint32_t i = 0; !rc && i < c->nouts; i++)
-        rc = kv_io_datasync(c->outs[i].fd);
+        if ((rc = kv_io_datasync(c->outs[i].fd)) != 0)
+            __atomic_store_n(&db->failed, rc, __ATOMIC_RELEASE); /* R9 */
     for (uint32_t i = 0; !rc && i < c->nouts; i++) {
         out_seg *o = &c->outs[i];
         char tmp[40], name[32];
@@ -669,8 +674,8 @@ static int publish_outputs(kv_compact *c)
             rc = kv_hint_write(db->dirfd, o->id, o->size, &o->hint);
         }
     }
-    if (!rc)
-        rc = kv_io_fsync(db->dirfd);
+    if (!rc && (rc = kv_io_fsync(db->dirfd)) != 0)
+        __atomic_store_n(&db->failed, rc, __ATOMIC_RELEASE); /* R9 */
     return rc;
 }
 

@@ -85,13 +85,17 @@ int kv_db_start_segment(kv_db *db)
     kv_seg_hdr h = {KV_FORMAT_VERSION, 0, db->next_seg_id, db->next_seq, 0};
     kv_segfile *sf = calloc(1, sizeof *sf);
     uint16_t slot;
-    int fd, rc;
+    int fd, rc, sync_failed = 0;
 
     if (!sf)
         return KV_ENOMEM;
     kv_seg_name(name, h.id, ".seg");
-    rc = kv_seg_create(db->dirfd, name, &h, &fd);
+    rc = kv_seg_create(db->dirfd, name, &h, &fd, &sync_failed);
     if (rc) {
+        /* A failed write or open costs only this attempt (the file is gone
+         * again); a failed fdatasync is never shrugged off (R9). */
+        if (sync_failed)
+            db->failed = rc;
         free(sf);
         return rc;
     }
@@ -114,6 +118,7 @@ int kv_db_start_segment(kv_db *db)
     pthread_rwlock_unlock(&db->ixlock);
     if (rc) {
         kv_io_close(fd);
+        kv_io_unlinkat(db->dirfd, name); /* or the next attempt finds its name taken */
         free(sf);
         return rc;
     }
@@ -126,10 +131,16 @@ int kv_db_start_segment(kv_db *db)
 
 /* Queues the hint of the segment being sealed for kv_hint_flush (FORMAT.md
  * section 6): its entries were collected as its records were published, so
- * writing it costs no read of the segment.  Caller holds wlock. */
+ * writing it costs no read of the segment.  The accumulator is handed over
+ * whole and then disowned: until kv_db_start_segment gives the next segment a
+ * fresh one, nothing collected can be mistaken for a segment's complete hint.
+ * Caller holds wlock. */
 static void queue_hint(kv_db *db, kv_segfile *sf)
 {
-    if (!db->hint_acc_ok || sf->damaged) {
+    int ok = db->hint_acc_ok && !sf->damaged;
+    sf->sealed = 1;
+    db->hint_acc_ok = 0;
+    if (!ok) {
         kv_hint_buf_free(&db->hint_acc);
         return;
     }
@@ -170,26 +181,33 @@ static int seal(kv_db *db, kv_segfile *cur)
     return 0;
 }
 
+/* A segment is sealed once.  It stays the active one until its successor
+ * exists, and starting that can fail (ENOSPC, EMFILE) and be retried by the
+ * next write: the retry must neither append to the sealed segment nor seal it
+ * again, or its second hint (of only the records after the first seal) would
+ * replace the first and hide the earlier records at open. */
 int kv_db_seal_active(kv_db *db)
 {
     kv_segfile *cur = db->active >= 0 ? db->segs[db->active] : NULL;
     int rc;
-    if (cur && cur->size == KV_SEG_HDR_SIZE)
+    if (cur && !cur->sealed && cur->size == KV_SEG_HDR_SIZE)
         return 0;
-    if (cur && (rc = seal(db, cur)) != 0)
+    if (cur && !cur->sealed && (rc = seal(db, cur)) != 0)
         return rc;
     return kv_db_start_segment(db);
 }
 
 /* Makes room for `need` bytes in the active segment, sealing it and starting a
- * new one when it is full.  An empty segment takes a record of any size, so a
- * maximal value always fits.  Caller holds wlock. */
+ * new one when it is full (or was sealed by an earlier attempt whose new
+ * segment could not be created).  An empty segment takes a record of any
+ * size, so a maximal value always fits.  Caller holds wlock. */
 static int ensure_room(kv_db *db, uint64_t need)
 {
     kv_segfile *cur = db->active >= 0 ? db->segs[db->active] : NULL;
-    if (cur && (cur->size + need <= db->max_seg || cur->size == KV_SEG_HDR_SIZE))
+    if (cur && !cur->sealed &&
+        (cur->size + need <= db->max_seg || cur->size == KV_SEG_HDR_SIZE))
         return 0;
-    if (cur) {
+    if (cur && !cur->sealed) {
         int rc = seal(db, cur);
         if (rc)
             return rc;
@@ -735,8 +753,12 @@ static int flush_hints(kv_db *db)
     free(p);
     if (wrote) {
         int e = kv_io_fsync(db->dirfd);
-        if (!rc)
-            rc = e;
+        if (e) {
+            /* The directory's state on disk is unknown, segment entries too (R9). */
+            __atomic_store_n(&db->failed, e, __ATOMIC_RELEASE);
+            if (!rc)
+                rc = e;
+        }
     }
     return rc;
 }

@@ -43,6 +43,7 @@ typedef struct kv_segfile {
     uint64_t tomb_bytes;       /* padded bytes of DELETE / EXPIRE records */
     uint64_t min_seq;          /* lower bound of the sequence numbers in the file */
     int      damaged;          /* damage reported: never compacted, no hint */
+    int      sealed;           /* takes no more records; its hint is queued or abandoned */
     int      hinted;           /* a valid <id>.hint describes the file */
     int      compacting;       /* an input of the compaction in progress */
     int      unsynced;         /* sealed in KV_SYNC_OS mode, fdatasync still owed (atomic) */

@@ -57,7 +57,8 @@ int kv_seg_parse_id(const char *name, const char *suffix, uint64_t *id)
     return 1;
 }
 
-int kv_seg_create(int dirfd, const char *name, const kv_seg_hdr *h, int *fd_out)
+int kv_seg_create(int dirfd, const char *name, const kv_seg_hdr *h, int *fd_out,
+                  int *sync_failed)
 {
     uint8_t hdr[KV_SEG_HDR_SIZE];
     struct timespec ts;
@@ -78,8 +79,8 @@ int kv_seg_create(int dirfd, const char *name, const kv_seg_hdr *h, int *fd_out)
         return rc;
     struct iovec iov = {hdr, sizeof hdr};
     rc = kv_io_pwritev(fd, &iov, 1, 0);
-    if (!rc)
-        rc = kv_io_datasync(fd);
+    if (!rc && (rc = kv_io_datasync(fd)) != 0 && sync_failed)
+        *sync_failed = 1;
     if (rc) {
         kv_io_close(fd);
         kv_io_unlinkat(dirfd, name);

@@ -26,8 +26,11 @@ int kv_seg_parse_name(const char *name, uint64_t *id);
 int kv_seg_parse_id(const char *name, const char *suffix, uint64_t *id);
 
 /* Creates <name> (O_EXCL, 0600), writes and fdatasyncs the header.  The caller
- * fsyncs the directory.  *fd_out is the open read-write descriptor. */
-int kv_seg_create(int dirfd, const char *name, const kv_seg_hdr *h, int *fd_out);
+ * fsyncs the directory.  *fd_out is the open read-write descriptor.  On failure
+ * the file is removed again; *sync_failed (if not NULL) tells whether the
+ * failed call was the fdatasync, which R9 makes fatal for the caller's handle. */
+int kv_seg_create(int dirfd, const char *name, const kv_seg_hdr *h, int *fd_out,
+                  int *sync_failed);
 /* Reads and validates the header: 0, KV_ECORRUPT (bad header or file shorter than
  * a header) or KV_EVERSION, or an errno. */
 int kv_seg_read_header(int fd, uint64_t file_size, uint64_t expect_id, kv_seg_hdr *h);
