@@ -613,6 +613,8 @@ int kv_write_batch(kv_db *db, const kv_op *ops, uint32_t n)
      * applied, and compaction always drops it (as accounting from a hint, which
      * does not list commit records, sees it too). */
     sf->size = off + total;
+    if (db->hint_acc_ok)
+        kv_hint_note_seq(&db->hint_acc, first + n); /* the commit has no hint entry */
     db->next_seq = first + n + 1;
     db->written_seq = first + n;
     db->writes += n + 1;

@@ -256,6 +256,8 @@ static int scan_segment(recovery *rv, uint16_t slot, int newest)
             }
             if (ev.rec.seq > rv->max_seq)
                 rv->max_seq = ev.rec.seq;
+            if (rv->collect) /* every record, applied or not: see FORMAT.md section 6 */
+                kv_hint_note_seq(rv->collect, ev.rec.seq);
             if (ev.rec.seq < sf->min_seq)
                 sf->min_seq = ev.rec.seq;
             if (ev.rec.type == KV_REC_DELETE || ev.rec.type == KV_REC_EXPIRE)
@@ -494,6 +496,10 @@ static int apply_hint(recovery *rv, uint16_t slot, const kv_hint_file *hf)
     /* The hash slots of the next keys are fetched while this one is put. */
     for (int i = 0; i < AHEAD && kv_hint_next(hf->data, end, &ahead, &pe); i++)
         kv_index_prefetch(rv->db->ix, pe.key, pe.klen);
+    /* The trailer's max_seq also covers records the hint has no entry for (batch
+     * commits, members of a batch that never committed): never reused. */
+    if (hf->max_seq > rv->max_seq)
+        rv->max_seq = hf->max_seq;
     while (kv_hint_next(hf->data, end, &pos, &e)) {
         if (kv_hint_next(hf->data, end, &ahead, &pe))
             kv_index_prefetch(rv->db->ix, pe.key, pe.klen);
@@ -520,6 +526,7 @@ static void hint_file_to_acc(kv_db *db, kv_hint_file *hf)
     db->hint_acc.cap = hf->cap;
     db->hint_acc.len = kv_hint_file_end(hf);
     db->hint_acc.count = hf->count;
+    db->hint_acc.max_seq = hf->max_seq;
     memset(hf, 0, sizeof *hf);
     db->hint_acc_ok = 1;
 }

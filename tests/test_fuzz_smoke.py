@@ -150,6 +150,7 @@ def test_open_over_arbitrary_directory_contents(files: dict[str, bytes], readonl
 def test_inspect_over_arbitrary_directory_contents(files: dict[str, bytes]) -> None:
     """`kvengine inspect` reports on any directory without a traceback."""
     from click.testing import CliRunner
+
     from engine.cli import main  # type: ignore[attr-defined]
 
     with _store_dir(files) as path:
