@@ -486,6 +486,19 @@ static int seg_damaged(const kv_db *db, uint64_t id)
     return 0;
 }
 
+/* 1 when the segment may get a hint: no damage reported in it but a torn tail
+ * that was cut away.  Uncommitted batch members do not make it untrustworthy
+ * (seg_damaged), but a hint would hide their report from every later open, so
+ * such a segment is scanned each time, and opens read the same with or without
+ * hints. */
+static int seg_hintable(const kv_db *db, uint64_t id)
+{
+    for (uint32_t i = 0; i < db->ndamage; i++)
+        if (db->damage[i].seg_id == id && db->damage[i].kind != KV_DAMAGE_TAIL)
+            return 0;
+    return 1;
+}
+
 /* Applies the entries of a validated hint file. */
 static int apply_hint(recovery *rv, uint16_t slot, const kv_hint_file *hf)
 {
@@ -628,7 +641,7 @@ int kv_recover(kv_db *db)
             kv_hint_buf_free(&col);
             goto out;
         }
-        if (collected && !seg_damaged(db, sf->id)) {
+        if (collected && seg_hintable(db, sf->id)) {
             if ((int)i == newest) {
                 newest_col = col; /* its fate is known once the active segment is chosen */
                 newest_collected = 1;
