@@ -190,7 +190,9 @@ static int batch_commit(recovery *rv, kv_segfile *sf, const kv_scan_event *ev, u
         rc = kv_db_add_damage(rv->db, sf->id, b->first_off, end - b->first_off,
                               KV_DAMAGE_BATCH);
     }
-    if (rc || start == b->n || b->recs[start].rec.seq != first) {
+    /* A member lost to damage (reported where it lies) costs only itself: the
+     * commit vouches for the batch, so the members still readable are applied. */
+    if (rc || start == b->n) {
         batch_clear(b);
         return rc; /* a commit without its members: nothing to apply */
     }
@@ -599,6 +601,10 @@ int kv_recover(kv_db *db)
                 kv_seg_name(name, sf->id, ".seg");
                 db->ndamage = before;
                 db->torn_cut = cut;
+                /* A read-only open reports what a writer would remove (section 5). */
+                if (db->readonly && (rc = kv_db_add_damage(db, sf->id, 0, KV_SEG_HDR_SIZE,
+                                                           KV_DAMAGE_HEADER)) != 0)
+                    goto out;
                 kv_io_close(sf->fd);
                 if (!db->readonly) {
                     kv_io_unlinkat(db->dirfd, name);
