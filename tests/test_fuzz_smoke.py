@@ -148,11 +148,16 @@ def test_open_over_arbitrary_directory_contents(files: dict[str, bytes], readonl
 @settings(deadline=None, max_examples=30, suppress_health_check=[HealthCheck.too_slow])
 @given(files=directories)
 def test_inspect_over_arbitrary_directory_contents(files: dict[str, bytes]) -> None:
-    """`kvengine inspect` reports on any directory without a traceback."""
+    """`kvengine verify` and `kvengine inspect` report on any directory without a traceback."""
     from click.testing import CliRunner
 
-    from engine.cli import main  # type: ignore[attr-defined]
+    from engine.cli import cli
 
     with _store_dir(files) as path:
-        result = CliRunner().invoke(main, ["inspect", str(path)])
-        assert result.exception is None or isinstance(result.exception, SystemExit), result.output
+        runs = [["verify"]] + [["inspect", str(seg)] for seg in sorted(path.glob("*.seg"))]
+        for args in runs:
+            result = CliRunner().invoke(cli, ["--db", str(path), *args])
+            assert result.exception is None or isinstance(result.exception, SystemExit), (
+                args,
+                result.output,
+            )
