@@ -601,10 +601,6 @@ int kv_recover(kv_db *db)
                 kv_seg_name(name, sf->id, ".seg");
                 db->ndamage = before;
                 db->torn_cut = cut;
-                /* A read-only open reports what a writer would remove (section 5). */
-                if (db->readonly && (rc = kv_db_add_damage(db, sf->id, 0, KV_SEG_HDR_SIZE,
-                                                           KV_DAMAGE_HEADER)) != 0)
-                    goto out;
                 kv_io_close(sf->fd);
                 if (!db->readonly) {
                     kv_io_unlinkat(db->dirfd, name);
