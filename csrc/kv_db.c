@@ -159,17 +159,13 @@ static void queue_hint(kv_db *db, kv_segfile *sf)
 }
 
 /* Seals the active segment: on disk whole (R8: damage there is corruption
- * from now on), its hint queued.  In KV_SYNC_OS mode nothing was promised
- * beyond the kernel, so the fdatasync is left to the next kv_sync, hint flush
- * or close (sync_sealed): a put that rolls the log over does not wait for a
- * whole segment to reach the disk.  Caller holds wlock. */
+ * from now on), its hint queued.  The fdatasync is paid here in every sync
+ * mode, before the next segment receives a record: otherwise a power cut could
+ * keep a later segment while an earlier one lost its tail, a hole that no open
+ * can see (recovery only cuts the tail of the newest segment).  Caller holds
+ * wlock. */
 static int seal(kv_db *db, kv_segfile *cur)
 {
-    if (db->sync_mode == KV_SYNC_OS) {
-        __atomic_store_n(&cur->unsynced, 1, __ATOMIC_RELEASE);
-        queue_hint(db, cur);
-        return 0;
-    }
     int rc = kv_io_datasync(cur->fd);
     db->syncs++;
     if (rc) {
@@ -234,48 +230,11 @@ static void undo_append(kv_db *db, kv_segfile *sf, uint64_t off)
         db->failed = EIO;
 }
 
-/* fdatasyncs the sealed segments whose sync seal() left for later.  Pinned
- * while synced, so compaction cannot close them meanwhile.  Caller holds
- * neither wlock nor ixlock. */
-static int sync_sealed(kv_db *db)
-{
-    kv_segfile *batch[64];
-    int rc = 0;
-    for (;;) {
-        uint32_t n = 0;
-        pthread_rwlock_rdlock(&db->ixlock);
-        for (uint32_t i = 0; !db->closed && i < KV_MAX_SEGS && n < 64; i++) {
-            kv_segfile *sf = db->segs[i];
-            if (sf && __atomic_load_n(&sf->unsynced, __ATOMIC_ACQUIRE) &&
-                __atomic_exchange_n(&sf->unsynced, 0, __ATOMIC_ACQ_REL)) {
-                __atomic_add_fetch(&sf->refs, 1, __ATOMIC_ACQUIRE);
-                batch[n++] = sf;
-            }
-        }
-        pthread_rwlock_unlock(&db->ixlock);
-        for (uint32_t k = 0; k < n; k++) {
-            int e = kv_io_datasync(batch[k]->fd);
-            __atomic_add_fetch(&db->syncs, 1, __ATOMIC_RELAXED);
-            if (e && !rc)
-                rc = e;
-            kv_db_unpin(batch[k]);
-        }
-        if (rc) {
-            __atomic_store_n(&db->failed, rc, __ATOMIC_RELEASE); /* R9 */
-            return rc;
-        }
-        if (n < 64)
-            return 0;
-    }
-}
-
 /* Waits until every record up to seq is on stable storage. */
 static int group_sync(kv_db *db, uint64_t seq)
 {
     int rc = 0;
     pthread_mutex_lock(&db->synclock);
-    if (db->sync_mode == KV_SYNC_OS && (rc = sync_sealed(db)) != 0)
-        goto out;
     if (__atomic_load_n(&db->synced_seq, __ATOMIC_ACQUIRE) >= seq)
         goto out;
     pthread_mutex_lock(&db->wlock);
@@ -631,6 +590,8 @@ int kv_write_batch(kv_db *db, const kv_op *ops, uint32_t n)
      * applied, and compaction always drops it (as accounting from a hint, which
      * does not list commit records, sees it too). */
     sf->size = off + total;
+    if (db->hint_acc_ok)
+        kv_hint_note_seq(&db->hint_acc, first + n); /* the commit has no hint entry */
     db->next_seq = first + n + 1;
     db->written_seq = first + n;
     db->writes += n + 1;
@@ -729,16 +690,7 @@ static int flush_hints(kv_db *db)
         int slot = skip ? -1 : kv_db_find_slot(db, p[i].seg_id);
         kv_segfile *sf = slot >= 0 ? db->segs[slot] : NULL;
         pthread_rwlock_unlock(&db->ixlock);
-        if (sf && __atomic_exchange_n(&sf->unsynced, 0, __ATOMIC_ACQ_REL)) {
-            /* A hint may only describe bytes that are on disk. */
-            int e = kv_io_datasync(sf->fd);
-            __atomic_add_fetch(&db->syncs, 1, __ATOMIC_RELAXED);
-            if (e) {
-                __atomic_store_n(&db->failed, e, __ATOMIC_RELEASE); /* R9 */
-                rc = e;
-                sf = NULL;
-            }
-        }
+        /* seal() fdatasynced the segment: the hint describes bytes on disk. */
         if (sf && sf->size == p[i].data_size && !sf->hinted && !sf->damaged) {
             int e = kv_hint_write(db->dirfd, p[i].seg_id, p[i].data_size, &p[i].hint);
             if (!e) {
@@ -797,8 +749,6 @@ int kv_close(kv_db *db)
     }
     if (!db->closed)
         flush_hints(db);
-    if (!db->closed && !db->readonly && !db->failed)
-        rc = sync_sealed(db);
     pthread_mutex_lock(&db->synclock);
     pthread_mutex_lock(&db->wlock);
     if (db->closed) {

@@ -46,7 +46,6 @@ typedef struct kv_segfile {
     int      sealed;           /* takes no more records; its hint is queued or abandoned */
     int      hinted;           /* a valid <id>.hint describes the file */
     int      compacting;       /* an input of the compaction in progress */
-    int      unsynced;         /* sealed in KV_SYNC_OS mode, fdatasync still owed (atomic) */
     uint32_t refs;             /* readers currently using fd (atomic) */
 } kv_segfile;
 

@@ -58,7 +58,11 @@
 #define KV_HINT_OFF_VERSION    8
 #define KV_HINT_OFF_ID         16
 #define KV_HINT_ENTRY_SIZE     32
-#define KV_HINT_TRAILER_SIZE   24
+#define KV_HINT_TRAILER_SIZE   32
+#define KV_HINT_TR_MAX_SEQ     0     /* trailer offsets */
+#define KV_HINT_TR_DATA_SIZE   8
+#define KV_HINT_TR_COUNT       16
+#define KV_HINT_TR_CHECK       24
 #define KV_HINT_F_META         0x1u
 
 /* FORMAT.md section 7.1: compaction manifest */

@@ -64,6 +64,7 @@ int kv_hint_add(kv_hint_buf *b, int type, int has_meta, const void *key, uint32_
     b->count++;
     if (seq < b->min_seq)
         b->min_seq = seq;
+    kv_hint_note_seq(b, seq);
     return 0;
 }
 
@@ -101,13 +102,14 @@ int kv_hint_write(int dirfd, uint64_t seg_id, uint64_t data_size, kv_hint_buf *b
     size_t blen = b->len ? b->len : KV_HINT_HDR_SIZE;
 
     hint_header(body, seg_id);
-    kv_put64(trailer, data_size);
-    kv_put64(trailer + 8, b->count);
+    kv_put64(trailer + KV_HINT_TR_MAX_SEQ, b->max_seq);
+    kv_put64(trailer + KV_HINT_TR_DATA_SIZE, data_size);
+    kv_put64(trailer + KV_HINT_TR_COUNT, b->count);
     kv_xxh64_state st;
     kv_xxh64_reset(&st, 0);
     kv_xxh64_update(&st, body, blen);
-    kv_xxh64_update(&st, trailer, 16);
-    kv_put64(trailer + 16, kv_xxh64_digest(&st));
+    kv_xxh64_update(&st, trailer, KV_HINT_TR_CHECK);
+    kv_put64(trailer + KV_HINT_TR_CHECK, kv_xxh64_digest(&st));
 
     kv_seg_name(name, seg_id, ".hint");
     kv_seg_name(tmp, seg_id, ".hint.tmp");
@@ -123,14 +125,14 @@ void kv_hint_file_free(kv_hint_file *f)
 
 /* Validates a whole hint file in memory; 0 or KV_ECORRUPT with *bad. */
 static int validate(const uint8_t *d, size_t size, uint64_t seg_id, uint64_t data_size,
-                    uint64_t *count, uint64_t *bad)
+                    uint64_t *count, uint64_t *max_seq, uint64_t *bad)
 {
     const size_t min = KV_HINT_HDR_SIZE + KV_HINT_TRAILER_SIZE;
     *bad = 0;
     if (size < min || memcmp(d, KV_HINT_MAGIC, 8) != 0)
         return KV_ECORRUPT;
     const uint8_t *t = d + size - KV_HINT_TRAILER_SIZE;
-    if (kv_xxh64(d, size - 8, 0) != kv_get64(t + 16)) {
+    if (kv_xxh64(d, size - 8, 0) != kv_get64(t + KV_HINT_TR_CHECK)) {
         *bad = size - 8;
         return KV_ECORRUPT;
     }
@@ -139,12 +141,12 @@ static int validate(const uint8_t *d, size_t size, uint64_t seg_id, uint64_t dat
         *bad = KV_HINT_OFF_VERSION;
         return KV_ECORRUPT;
     }
-    if (kv_get64(t) != data_size) {
-        *bad = size - KV_HINT_TRAILER_SIZE;
+    if (kv_get64(t + KV_HINT_TR_DATA_SIZE) != data_size) {
+        *bad = size - KV_HINT_TRAILER_SIZE + KV_HINT_TR_DATA_SIZE;
         return KV_ECORRUPT;
     }
     size_t end = size - KV_HINT_TRAILER_SIZE, pos = KV_HINT_HDR_SIZE;
-    uint64_t n = 0;
+    uint64_t n = 0, top = kv_get64(t + KV_HINT_TR_MAX_SEQ);
     while (pos < end) {
         const uint8_t *q = d + pos;
         *bad = pos;
@@ -165,15 +167,18 @@ static int validate(const uint8_t *d, size_t size, uint64_t seg_id, uint64_t dat
             return KV_ECORRUPT;
         if ((flags & KV_HINT_F_META) && payload == 0)
             return KV_ECORRUPT;
+        if (kv_get64(q + 16) > top)
+            return KV_ECORRUPT; /* max_seq must bound every record */
         pos += KV_HINT_ENTRY_SIZE + klen;
         n++;
     }
-    if (n != kv_get64(t + 8)) {
-        *bad = size - KV_HINT_TRAILER_SIZE + 8;
+    if (n != kv_get64(t + KV_HINT_TR_COUNT)) {
+        *bad = size - KV_HINT_TRAILER_SIZE + KV_HINT_TR_COUNT;
         return KV_ECORRUPT;
     }
     *bad = 0;
     *count = n;
+    *max_seq = top;
     return 0;
 }
 
@@ -187,6 +192,7 @@ int kv_hint_load(int dirfd, uint64_t seg_id, uint64_t data_size, kv_hint_file *f
 
     f->size = 0;
     f->count = 0;
+    f->max_seq = 0;
     *bad_off = 0;
     kv_seg_name(name, seg_id, ".hint");
     rc = kv_io_openat(dirfd, name, O_RDONLY | O_NOFOLLOW, 0, &fd);
@@ -220,7 +226,8 @@ int kv_hint_load(int dirfd, uint64_t seg_id, uint64_t data_size, kv_hint_file *f
         rc = KV_ECORRUPT;
     }
     if (!rc)
-        rc = validate(f->data, (size_t)size, seg_id, data_size, &f->count, bad_off);
+        rc = validate(f->data, (size_t)size, seg_id, data_size, &f->count, &f->max_seq,
+                      bad_off);
     if (rc) {
         f->count = 0;
         return rc;
@@ -241,7 +248,7 @@ uint64_t kv_hint_peek_count(int dirfd, uint64_t seg_id)
         return 0;
     if (kv_io_size(fd, &size) == 0 && size >= KV_HINT_HDR_SIZE + KV_HINT_TRAILER_SIZE &&
         kv_io_pread(fd, t, sizeof t, size - sizeof t, &got) == 0 && got == sizeof t) {
-        count = kv_get64(t + 8);
+        count = kv_get64(t + KV_HINT_TR_COUNT);
         if (count > size / KV_HINT_ENTRY_SIZE)
             count = size / KV_HINT_ENTRY_SIZE;
     }

@@ -21,6 +21,7 @@ typedef struct kv_hint_buf {
     size_t   cap;
     uint64_t count;   /* entries */
     uint64_t min_seq; /* smallest sequence number among the entries */
+    uint64_t max_seq; /* largest sequence number of any record of the segment */
 } kv_hint_buf;
 
 /* One decoded entry; key points into the hint's memory. */
@@ -41,6 +42,7 @@ typedef struct kv_hint_file {
     size_t   size;
     size_t   cap;    /* bytes allocated at data: reused by the next load */
     uint64_t count;
+    uint64_t max_seq; /* the trailer's: no record of the segment has a larger one */
 } kv_hint_file;
 
 void kv_hint_buf_init(kv_hint_buf *b);
@@ -48,6 +50,14 @@ void kv_hint_buf_free(kv_hint_buf *b);
 /* Appends an entry; 0 or KV_ENOMEM (the buffer is then unchanged). */
 int  kv_hint_add(kv_hint_buf *b, int type, int has_meta, const void *key, uint32_t klen,
                  uint64_t rec_off, uint64_t rec_len, uint64_t seq, uint64_t expiration);
+/* Counts a record that gets no entry (a BATCH_COMMIT, a batch member whose
+ * commit never came) towards the trailer's max_seq: open must never hand out
+ * its sequence number again. */
+static inline void kv_hint_note_seq(kv_hint_buf *b, uint64_t seq)
+{
+    if (seq > b->max_seq)
+        b->max_seq = seq;
+}
 /* Iterates over entries of a buffer or a loaded file: *pos starts at 0; returns
  * 1 and fills *e, or 0 at the end.  Only for data this module built or validated. */
 int  kv_hint_next(const uint8_t *data, size_t end, size_t *pos, kv_hint_entry *e);

@@ -71,7 +71,9 @@ assert _REC.size == REC_HEADER_SIZE
 HINT_MAGIC = b"KVENGHNT"
 HINT_HEADER_SIZE = 24
 HINT_ENTRY_SIZE = 32
-HINT_TRAILER_SIZE = 24
+HINT_TRAILER_SIZE = 32
+# Trailer fields in the order the text lists them, u64 each.
+HINT_TRAILER_FIELDS = {"max_seq": 0, "data_size": 8, "count": 16, "check": 24}
 HINT_FLAG_META = 0x1
 MANIFEST_MAGIC = b"KVENGCMP"
 MANIFEST_HEADER_SIZE = 16
@@ -263,6 +265,14 @@ def scan_segment(data: bytes) -> Scan:
         scan.events.append((Status.NONE, None, o, end))
         o = end
     return scan
+
+
+def read_hint_trailer(data: bytes) -> dict[str, int]:
+    """The trailer fields of a hint file (section 6); the checksum is not verified here."""
+    if len(data) < HINT_HEADER_SIZE + HINT_TRAILER_SIZE or data[:8] != HINT_MAGIC:
+        raise FormatError("not a hint file")
+    base = len(data) - HINT_TRAILER_SIZE
+    return {f: struct.unpack_from("<Q", data, base + o)[0] for f, o in HINT_TRAILER_FIELDS.items()}
 
 
 # -- what a store must answer ---------------------------------------------------------

@@ -138,8 +138,14 @@ def test_hint_tables_match_header() -> None:
     assert head != hint
     entry = _field_table("0 1 type")
     assert sum(s for _, s in entry.values()) == HEADER["KV_HINT_ENTRY_SIZE"] == fmt.HINT_ENTRY_SIZE
-    assert "a 24-byte trailer" in " ".join(FORMAT_MD.split())
-    assert HEADER["KV_HINT_TRAILER_SIZE"] == fmt.HINT_TRAILER_SIZE == 24
+    words = " ".join(FORMAT_MD.split())
+    assert "a 32-byte trailer: `max_seq` (u64," in words
+    trailer = words.split("a 32-byte trailer:", 1)[1].split(". ", 1)[0]
+    named = [f for f in fmt.HINT_TRAILER_FIELDS if f"`{f}` (u64" in trailer or f"`{f}`" in trailer]
+    assert named == list(fmt.HINT_TRAILER_FIELDS)
+    order = sorted(fmt.HINT_TRAILER_FIELDS, key=lambda f: trailer.index(f"`{f}`"))
+    assert [fmt.HINT_TRAILER_FIELDS[f] for f in order] == list(range(0, 32, 8))
+    assert HEADER["KV_HINT_TRAILER_SIZE"] == fmt.HINT_TRAILER_SIZE == 32
 
 
 def test_constants_of_kv_format_h_equal_the_text() -> None:
@@ -164,6 +170,10 @@ def test_constants_of_kv_format_h_equal_the_text() -> None:
         "KV_HINT_F_META": fmt.HINT_FLAG_META,
         "KV_MANIFEST_MAGIC": fmt.MANIFEST_MAGIC,
         "KV_MANIFEST_HDR_SIZE": fmt.MANIFEST_HEADER_SIZE,
+        "KV_HINT_TR_MAX_SEQ": fmt.HINT_TRAILER_FIELDS["max_seq"],
+        "KV_HINT_TR_DATA_SIZE": fmt.HINT_TRAILER_FIELDS["data_size"],
+        "KV_HINT_TR_COUNT": fmt.HINT_TRAILER_FIELDS["count"],
+        "KV_HINT_TR_CHECK": fmt.HINT_TRAILER_FIELDS["check"],
     }
     assert {name: HEADER[name] for name in pairs} == pairs
     # Checksummed ranges: hcheck from byte 8 over the rest of the header, check over 8..39.

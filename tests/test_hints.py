@@ -11,6 +11,7 @@ import os
 import struct
 from pathlib import Path
 
+import oracle_format as fmt
 import pytest
 import xxhash
 
@@ -95,6 +96,31 @@ def test_open_from_hints_equals_open_from_scan(closed_store) -> None:
     assert (snapshot(scanned), accounting(scanned)) == from_hints
     assert from_hints[0] == rows
     scanned.close()
+
+
+def test_hint_trailer_max_seq_is_the_segments_highest_sequence_number(closed_store) -> None:
+    """max_seq counts every record, also those without an entry (the batch commit that
+    ends the newest segment): an open from hints must never hand a number out again."""
+    path, _ = closed_store
+    for hint in hints(path):
+        segment = (path / fmt.segment_file_name(seg_id(hint))).read_bytes()
+        records = fmt.scan_segment(segment).valid
+        assert fmt.read_hint_trailer(hint.read_bytes())["max_seq"] == max(r.seq for r in records)
+    assert any(r.type == fmt.BATCH_COMMIT for r in records)  # the newest segment's last write
+
+
+def test_hint_whose_max_seq_is_below_an_entry_is_rejected(closed_store) -> None:
+    path, rows = closed_store
+    target = hints(path)[0]
+    data = bytearray(target.read_bytes())
+    struct.pack_into("<Q", data, len(data) - fmt.HINT_TRAILER_SIZE, 0)
+    target.write_bytes(_reseal(bytes(data)))
+    with pytest.raises(CorruptionError):
+        check_hint(str(path), seg_id(target))
+    store = LogStore(path, max_segment_bytes=SEG)
+    assert store.stats(NOW)["hints_rejected"] == 1
+    assert snapshot(store) == rows
+    store.close()
 
 
 def test_writer_removes_the_hint_of_the_segment_it_resumes(closed_store) -> None:
