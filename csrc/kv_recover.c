@@ -190,9 +190,8 @@ static int batch_commit(recovery *rv, kv_segfile *sf, const kv_scan_event *ev, u
         rc = kv_db_add_damage(rv->db, sf->id, b->first_off, end - b->first_off,
                               KV_DAMAGE_BATCH);
     }
-    /* A member missing from the rest (damaged after the commit was written) costs
-     * only itself: the commit proves the batch was written whole, so the members
-     * still valid are applied, and the damaged one was reported as a record. */
+    /* A member lost to damage (reported where it lies) costs only itself: the
+     * commit vouches for the batch, so the members still readable are applied. */
     if (rc || start == b->n) {
         batch_clear(b);
         return rc; /* a commit without its members: nothing to apply */
@@ -259,6 +258,8 @@ static int scan_segment(recovery *rv, uint16_t slot, int newest)
             }
             if (ev.rec.seq > rv->max_seq)
                 rv->max_seq = ev.rec.seq;
+            if (rv->collect) /* every record, applied or not: see FORMAT.md section 6 */
+                kv_hint_note_seq(rv->collect, ev.rec.seq);
             if (ev.rec.seq < sf->min_seq)
                 sf->min_seq = ev.rec.seq;
             if (ev.rec.type == KV_REC_DELETE || ev.rec.type == KV_REC_EXPIRE)
@@ -487,6 +488,19 @@ static int seg_damaged(const kv_db *db, uint64_t id)
     return 0;
 }
 
+/* 1 when the segment may get a hint: no damage reported in it but a torn tail
+ * that was cut away.  Uncommitted batch members do not make it untrustworthy
+ * (seg_damaged), but a hint would hide their report from every later open, so
+ * such a segment is scanned each time, and opens read the same with or without
+ * hints. */
+static int seg_hintable(const kv_db *db, uint64_t id)
+{
+    for (uint32_t i = 0; i < db->ndamage; i++)
+        if (db->damage[i].seg_id == id && db->damage[i].kind != KV_DAMAGE_TAIL)
+            return 0;
+    return 1;
+}
+
 /* Applies the entries of a validated hint file. */
 static int apply_hint(recovery *rv, uint16_t slot, const kv_hint_file *hf)
 {
@@ -497,6 +511,10 @@ static int apply_hint(recovery *rv, uint16_t slot, const kv_hint_file *hf)
     /* The hash slots of the next keys are fetched while this one is put. */
     for (int i = 0; i < AHEAD && kv_hint_next(hf->data, end, &ahead, &pe); i++)
         kv_index_prefetch(rv->db->ix, pe.key, pe.klen);
+    /* The trailer's max_seq also covers records the hint has no entry for (batch
+     * commits, members of a batch that never committed): never reused. */
+    if (hf->max_seq > rv->max_seq)
+        rv->max_seq = hf->max_seq;
     while (kv_hint_next(hf->data, end, &pos, &e)) {
         if (kv_hint_next(hf->data, end, &ahead, &pe))
             kv_index_prefetch(rv->db->ix, pe.key, pe.klen);
@@ -523,6 +541,7 @@ static void hint_file_to_acc(kv_db *db, kv_hint_file *hf)
     db->hint_acc.cap = hf->cap;
     db->hint_acc.len = kv_hint_file_end(hf);
     db->hint_acc.count = hf->count;
+    db->hint_acc.max_seq = hf->max_seq;
     memset(hf, 0, sizeof *hf);
     db->hint_acc_ok = 1;
 }
@@ -624,7 +643,7 @@ int kv_recover(kv_db *db)
             kv_hint_buf_free(&col);
             goto out;
         }
-        if (collected && !seg_damaged(db, sf->id)) {
+        if (collected && seg_hintable(db, sf->id)) {
             if ((int)i == newest) {
                 newest_col = col; /* its fate is known once the active segment is chosen */
                 newest_collected = 1;

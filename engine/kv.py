@@ -579,7 +579,9 @@ class Namespace:
             loads = json.loads
             keys = [
                 KeyInfo(name, exp or None, None if meta is None else loads(meta))
-                for name, exp, meta in zip(names, exps, metas or [None] * len(names), strict=True)
+                for name, exp, meta in zip(
+                    names, exps, metas if metas is not None else [None] * len(names), strict=True
+                )
             ]
         if more and keys:
             return ListResult(keys, False, _encode_cursor(raw[-1]))

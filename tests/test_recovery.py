@@ -355,8 +355,7 @@ def test_half_created_newest_segment_is_removed(tmp_path: Path, size: int) -> No
     header[60] ^= 0xFF  # the header's own checksum does not match: never finished
     segments = {1: good, 2: bytes(header[:size])}
     write_segments(path, segments)
-    # A reader removes nothing, and reports nothing either: an unfinished creation
-    # is the normal state after a crash, not damage (the next writer removes it).
+    # Not damage (section 5, and the oracle): a reader leaves it out and removes nothing.
     ro = LogStore(path, readonly=True)
     try:
         assert ro.damage() == []
