@@ -412,23 +412,9 @@ class LogStore:
 
         Returns the keys and whether more follow.
         """
-        rows, more = self.list_rows(prefix, after, now, limit, with_meta)
-        return [ListedKey(*row) for row in rows], more
-
-    def list_rows(
-        self,
-        prefix: bytes,
-        after: bytes,
-        now: float,
-        limit: int,
-        with_meta: bool = True,
-        strip: int = 0,
-    ) -> tuple[builtins.list[tuple[bytes, int, bytes | None]], bool]:
-        """As list, as plain (key, expiration, meta) tuples, each key without its first
-        `strip` bytes.
-        """
-        keys, exps, metas, more = self.list_columns(prefix, after, now, limit, with_meta, strip)
-        return list(zip(keys, exps, metas or [None] * len(keys), strict=True)), more
+        keys, exps, metas, more = self.list_columns(prefix, after, now, limit, with_meta)
+        listed = map(ListedKey, keys, exps, metas or [None] * len(keys))
+        return builtins.list(listed), more
 
     def list_columns(
         self,
