@@ -17,7 +17,8 @@ if ! command -v clang >/dev/null 2>&1; then
     echo "fuzz: installing clang"
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq >/dev/null
-    apt-get install -y -qq clang >/dev/null
+    # libFuzzer's runtime (libclang-rt) is only a recommendation of clang: ask for it.
+    apt-get install -y -qq --install-recommends clang >/dev/null
 fi
 
 mkdir -p "$OUT/bin"
