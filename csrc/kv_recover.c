@@ -674,22 +674,29 @@ int kv_recover(kv_db *db)
         kv_segfile *sf = db->segs[newest];
         int healthy = sf->header_ok && sf->size < db->max_seg && !sf->damaged;
         if (healthy) {
+            char name[32];
             db->active = newest;
             db->hint_acc_ok = 1;
             if (newest_from_hint) {
-                /* Appending would make the hint stale: it goes first. */
-                char name[32];
-                kv_seg_name(name, sf->id, ".hint");
                 hint_file_to_acc(db, &newest_hint);
                 sf->hinted = 0;
-                if ((rc = kv_io_unlinkat(db->dirfd, name)) != 0 ||
-                    (rc = kv_io_fsync(db->dirfd)) != 0)
-                    goto out;
             } else {
                 db->hint_acc = newest_col;
                 kv_hint_buf_init(&newest_col);
                 db->hint_acc_ok = newest_collected;
             }
+            /* Appending makes any hint of the segment stale, and it goes first: also
+             * one rejected just now (e.g. for a torn tail cut since it was written),
+             * since the segment can grow back to the very size it describes, and
+             * the hint would then pass for valid with records it no longer holds. */
+            kv_seg_name(name, sf->id, ".hint");
+            rc = kv_io_unlinkat(db->dirfd, name);
+            if (rc == ENOENT)
+                rc = 0;
+            else if (!rc)
+                rc = kv_io_fsync(db->dirfd);
+            if (rc)
+                goto out;
         } else if (newest_collected && !sf->damaged &&
                    kv_hint_write(db->dirfd, sf->id, sf->size, &newest_col) == 0) {
             sf->hinted = 1;

@@ -123,6 +123,31 @@ def test_hint_whose_max_seq_is_below_an_entry_is_rejected(closed_store) -> None:
     store.close()
 
 
+def test_rejected_hint_of_a_resumed_segment_cannot_come_back_valid(tmp_path: Path) -> None:
+    """A hint rejected because a torn tail was cut since it was written is removed before the
+    writer appends: the segment may grow back to the size the hint describes, which would
+    then pass for valid and bring back the torn batch it lists as committed."""
+    path = tmp_path / "store"
+    store = LogStore(path, max_segment_bytes=SEG)
+    store.put(b"k", b"v")
+    store.sync()
+    (segment,) = path.glob("*.seg")
+    start = segment.stat().st_size
+    store.write_batch([BatchOp(b"a", b"")] * 3 + [BatchOp(b"torn", b"xyz")])
+    store.close()
+    size = segment.stat().st_size
+    os.truncate(segment, start + (size - 8 - start) * 3 // 4)  # inside the last member
+    store = LogStore(path, max_segment_bytes=SEG)
+    assert store.stats(NOW)["hints_rejected"] == 1
+    assert not segment.with_suffix(".hint").exists()
+    store.write_batch([BatchOp(b"other")])  # a delete: the file regrows to `size`
+    store.close()
+    assert segment.stat().st_size == size
+    store = LogStore(path, max_segment_bytes=SEG)
+    assert [item.key for item in store.iter_keys(b"", NOW)] == [b"k"]
+    store.close()
+
+
 def test_writer_removes_the_hint_of_the_segment_it_resumes(closed_store) -> None:
     path, rows = closed_store
     newest = sorted(path.glob("*.seg"))[-1]
