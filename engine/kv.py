@@ -155,15 +155,24 @@ class Store:
                 self._handles[name] = handle
             return handle
 
-    def _resolve(self, name: str) -> int | None:
+    def _check_open(self, what: str) -> None:
+        # The catalog answers from memory, so a closed store must say so itself.
         if self._log.closed:
-            raise StoreClosedError("namespace: store is closed")
+            raise StoreClosedError(f"{what}: store is closed")
+
+    def _resolve(self, name: str) -> int | None:
+        self._check_open("namespace")
         if self.readonly:
             return self._catalog.lookup(name)
         return self._catalog.create(name)
 
     def namespaces(self) -> list[str]:
-        """The names of every namespace, sorted."""
+        """The names of every namespace, sorted.
+
+        Raises:
+            StoreClosedError: the store was closed.
+        """
+        self._check_open("namespaces")
         return self._catalog.names()
 
     def delete_namespace(self, name: str) -> None:

@@ -228,3 +228,11 @@ def test_readonly_beside_a_writer(tmp_path: Path) -> None:
         db.sync()
         with engine.open(tmp_path / "db", readonly=True) as ro:
             assert ro.namespace("n").get("k") == "v"
+
+
+def test_namespaces_of_a_closed_store_raise(tmp_path: Path) -> None:
+    db = engine.open(tmp_path / "db")
+    db.namespace("a")
+    db.close()
+    with pytest.raises(engine.StoreClosedError):
+        db.namespaces()
