@@ -81,6 +81,14 @@ def test_stale_handle_after_namespace_deletion(store) -> None:  # type: ignore[n
     assert ns.get("k") is None
     ns.put("k", b"new")
     assert store.namespace("gone").get("k", "bytes") == b"new"
+    # Deleted and recreated again: both earlier handles follow the live one.
+    second = store.namespace("gone")
+    store.delete_namespace("gone")
+    store.namespace("gone").put("k2", b"third")
+    for handle in (ns, second):
+        assert handle.get("k") is None
+        assert handle.get("k2", "bytes") == b"third"
+        assert [k.name for k in handle.list().keys] == ["k2"]
 
 
 def test_readonly_store_refuses_fast_puts(tmp_path: Path) -> None:
