@@ -578,10 +578,7 @@ class Namespace:
         full = ns._prefix + p
         start = ns._prefix + after if after else b""
         plen = len(ns._prefix)
-        raw, exps, metas, more = ns._log.list_columns(
-            full, start, ns._store._clock(), n, True, plen
-        )
-        names = list(map(bytes.decode, raw))
+        names, exps, metas, more = ns._log.list_names(full, start, ns._clock(), n, True, plen)
         if metas is None and not any(exps):
             # The common page: names only, one C-level pass (KeyInfo's defaults are None).
             keys = list(map(KeyInfo, names))
@@ -594,7 +591,7 @@ class Namespace:
                 )
             ]
         if more and keys:
-            return ListResult(keys, False, _encode_cursor(raw[-1]))
+            return ListResult(keys, False, _encode_cursor(names[-1].encode()))
         return ListResult(keys, True, None)
 
 

@@ -431,9 +431,34 @@ class LogStore:
     ) -> tuple[builtins.list[bytes], builtins.list[int], builtins.list[bytes | None] | None, bool]:
         """As list, column by column: the keys (each without its first `strip`
         bytes), their expirations, their metadata (None instead of the list when no
-        key has any) and whether more follow.  The KV layer's listing path: columns
-        are cut out of the C item array by memoryview slicing.
+        key has any) and whether more follow.  Columns are cut out of the C item
+        array by memoryview slicing.
         """
+        return self._list_columns(prefix, after, now, limit, with_meta, strip, False)
+
+    def list_names(
+        self,
+        prefix: bytes,
+        after: bytes,
+        now: float,
+        limit: int,
+        with_meta: bool = True,
+        strip: int = 0,
+    ) -> tuple[builtins.list[str], builtins.list[int], builtins.list[bytes | None] | None, bool]:
+        """As list_columns with the keys decoded from UTF-8 (UnicodeDecodeError if
+        one is not): the KV layer's listing path."""
+        return self._list_columns(prefix, after, now, limit, with_meta, strip, True)
+
+    def _list_columns(
+        self,
+        prefix: bytes,
+        after: bytes,
+        now: float,
+        limit: int,
+        with_meta: bool,
+        strip: int,
+        text: bool,
+    ) -> tuple[builtins.list[Any], builtins.list[int], builtins.list[bytes | None] | None, bool]:
         tls = self._tls
         items = ffi.new("kv_list_item[]", max(limit, 1))
         n = ffi.new("uint32_t *")
@@ -461,7 +486,15 @@ class LogStore:
             end = max(end, max(map(add, meta_offs, meta_lens)))
         blob = ffi.buffer(tls.buf.data, end)[:]
         # A comprehension slices in fewer instructions than map(slice ...) here.
-        keys = [blob[ko + strip : ko + kl] for ko, kl in zip(key_offs, key_lens, strict=True)]
+        keys: builtins.list[Any]
+        if text and blob.isascii():
+            # Byte offsets are character offsets: one decode for the whole page.
+            chars = blob.decode("ascii")
+            keys = [chars[ko + strip : ko + kl] for ko, kl in zip(key_offs, key_lens, strict=True)]
+        else:
+            keys = [blob[ko + strip : ko + kl] for ko, kl in zip(key_offs, key_lens, strict=True)]
+            if text:
+                keys = builtins.list(map(bytes.decode, keys))
         exps = raw.cast("Q")[0 :: _LIST_ITEM.size // 8].tolist()
         metas = None
         if meta_offs is not None:

@@ -163,3 +163,23 @@ def test_plain_gets_in_threads_each_see_their_own_value(store) -> None:  # type:
     for t in threads:
         t.join()
     assert failures == []
+
+
+def test_list_pages_of_ascii_and_other_keys_in_low_and_high_namespace_ids(store) -> None:  # type: ignore[no-untyped-def]
+    # Namespace ids past 127 put a non-ASCII byte in every stored key's prefix.
+    handles = [store.namespace(f"ns{i}") for i in range(130)]
+    assert any(h._prefix[-1] >= 0x80 for h in handles)
+    keys = sorted([f"a{i:03d}" for i in range(7)] + ["é", "\U0001f600", "\x00nul"], key=str.encode)
+    for ns in (handles[0], handles[-1]):
+        for key in keys:
+            ns.put(key, b"v")
+        seen: list[str] = []
+        cursor = None
+        while True:
+            page = ns.list(limit=3, cursor=cursor)
+            seen += [k.name for k in page.keys]
+            if page.list_complete:
+                break
+            cursor = page.cursor
+        assert seen == keys
+        assert [k.name for k in ns.list(prefix="a00").keys] == [f"a00{i}" for i in range(7)]
