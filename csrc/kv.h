@@ -169,6 +169,20 @@ int kv_sync(kv_db *db);
  * expired at now; KV_ECORRUPT when the record failed its checksum (out->seg_id
  * and out->offset name it). */
 int kv_get(kv_db *db, const char *key, uint32_t klen, uint64_t now, kv_buf *buf, kv_value *out);
+/* kv_get into the calling thread's own buffer, for callers that cross into C
+ * per read (one call instead of passing a buffer and an out struct).  Returns
+ * the value's length; KV_GET_MISSING when absent or expired at now;
+ * KV_GET_FAILED when kv_get failed: kv_get_tl_rc() is its code and
+ * kv_get_tl_value() its kv_value (seg_id and offset of a corrupt record).  The
+ * value lies at kv_get_tl_data() until this thread's next kv_get_tl. */
+#define KV_GET_MISSING  -1
+#define KV_GET_FAILED   -2
+int64_t kv_get_tl(kv_db *db, const char *key, uint32_t klen, uint64_t now);
+const char *kv_get_tl_data(void);
+int kv_get_tl_rc(void);
+const kv_value *kv_get_tl_value(void);
+/* Releases this thread's kv_get_tl buffer if it has grown past max_cap bytes. */
+void kv_get_tl_trim(size_t max_cap);
 /* For streaming reads: verifies the record, then returns a new descriptor of its
  * segment in *fd_out (the caller closes it) and the value's file offset in
  * out->value_off; meta is copied into buf.  Same results as kv_get. */

@@ -11,6 +11,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -106,6 +107,87 @@ int kv_get(kv_db *db, const char *key, uint32_t klen, uint64_t now, kv_buf *buf,
     out->value_off = (uint64_t)KV_REC_HDR_SIZE + r.klen + r.mlen;
     out->vlen = r.vlen;
     return 0;
+}
+
+/* kv_get_tl's per-thread scratch.  The pthread key exists for its destructor:
+ * a thread's buffer is freed when the thread ends. */
+typedef struct tl_read {
+    kv_buf buf;
+    kv_value out;
+} tl_read;
+
+static pthread_key_t tl_key;
+static pthread_once_t tl_once = PTHREAD_ONCE_INIT;
+static int tl_key_ok;
+static _Thread_local tl_read *tl_cur;
+static _Thread_local int tl_rc;
+
+static void tl_free(void *p)
+{
+    tl_read *t = p;
+    kv_buf_free(&t->buf);
+    free(t);
+}
+
+static void tl_key_init(void)
+{
+    tl_key_ok = pthread_key_create(&tl_key, tl_free) == 0;
+}
+
+static tl_read *tl_get(void)
+{
+    if (tl_cur)
+        return tl_cur;
+    pthread_once(&tl_once, tl_key_init);
+    if (!tl_key_ok)
+        return NULL;
+    tl_read *t = calloc(1, sizeof *t);
+    if (!t)
+        return NULL;
+    if (pthread_setspecific(tl_key, t)) {
+        free(t);
+        return NULL;
+    }
+    tl_cur = t;
+    return t;
+}
+
+int64_t kv_get_tl(kv_db *db, const char *key, uint32_t klen, uint64_t now)
+{
+    tl_read *t = tl_get();
+    if (!t) {
+        tl_rc = KV_ENOMEM;
+        return KV_GET_FAILED;
+    }
+    int rc = kv_get(db, key, klen, now, &t->buf, &t->out);
+    if (!rc)
+        return (int64_t)t->out.vlen;
+    if (rc == KV_ENOTFOUND)
+        return KV_GET_MISSING;
+    tl_rc = rc;
+    return KV_GET_FAILED;
+}
+
+const char *kv_get_tl_data(void)
+{
+    return tl_cur ? (const char *)tl_cur->buf.data + tl_cur->out.value_off : NULL;
+}
+
+int kv_get_tl_rc(void)
+{
+    return tl_rc;
+}
+
+const kv_value *kv_get_tl_value(void)
+{
+    static const kv_value none;
+    return tl_cur ? &tl_cur->out : &none;
+}
+
+void kv_get_tl_trim(size_t max_cap)
+{
+    if (tl_cur && tl_cur->buf.cap > max_cap)
+        kv_buf_free(&tl_cur->buf);
 }
 
 int kv_open_value(kv_db *db, const char *key, uint32_t klen, uint64_t now, kv_buf *buf,

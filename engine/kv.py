@@ -151,8 +151,11 @@ class Store:
         with self._lock:
             handle = self._handles.get(name)
             if handle is None or handle._id != self._catalog.lookup(name):
+                old = handle
                 handle = Namespace(self, name, self._resolve(name))
                 self._handles[name] = handle
+                if old is not None:
+                    old._retired = True
             return handle
 
     def _check_open(self, what: str) -> None:
@@ -186,7 +189,9 @@ class Store:
             raise ReadOnlyError("delete_namespace: store is open read-only")
         with self._lock:
             self._catalog.drop(name)
-            self._handles.pop(name, None)
+            old = self._handles.pop(name, None)
+            if old is not None:
+                old._retired = True
 
     # -- maintenance -------------------------------------------------------------
     def stats(self) -> StoreStats:
@@ -235,13 +240,18 @@ class Store:
 class Namespace:
     """One Workers KV namespace of a store.  Safe to share between threads."""
 
-    __slots__ = ("_id", "_limiter", "_log", "_prefix", "_store", "name")
+    __slots__ = ("_clock", "_id", "_limiter", "_log", "_prefix", "_retired", "_store", "name")
 
     def __init__(self, store: Store, name: str, ns_id: int | None) -> None:
         self._store = store
         self._log = store._log
         self._limiter = store._limiter
+        self._clock = store._clock
         self.name = name
+        # True once the store's handle for this name is another one (the
+        # namespace was deleted or recreated): calls then go to the live handle.
+        # A plain flag, read on every call instead of a lookup in the store.
+        self._retired = False
         self._id = ns_id
         # ns_id is None for a namespace a read-only store has never seen: it
         # holds no keys, and writes to it are refused.
@@ -252,7 +262,7 @@ class Namespace:
 
     def _current(self) -> Namespace:
         """This handle, or the live one if the namespace was deleted since it was made."""
-        if self._store._handles.get(self.name) is self:
+        if not self._retired:
             return self
         return self._store.namespace(self.name)
 
@@ -292,7 +302,7 @@ class Namespace:
             and key.__class__ is str
             and (value.__class__ is bytes or value.__class__ is str)
             and self._limiter is None
-            and self._store._handles.get(self.name) is self
+            and not self._retired
             and self._id is not None
         ):
             try:
@@ -453,7 +463,7 @@ class Namespace:
             cache_ttl is None
             and key.__class__ is str
             and type in _PLAIN_TYPES
-            and self._store._handles.get(self.name) is self
+            and not self._retired
             and self._id is not None
         ):
             try:
@@ -461,7 +471,7 @@ class Namespace:
             except UnicodeEncodeError:
                 k = b""
             if 0 < len(k) <= _MAX_KEY_BYTES and k != b"." and k != b"..":
-                raw = self._log.get_value(self._prefix + k, self._store._clock())
+                raw = self._log.get_value(self._prefix + k, self._clock())
                 if raw is None or type == "bytes" or type == "arrayBuffer":
                     return raw
                 return decode(raw, type)
@@ -577,10 +587,7 @@ class Namespace:
         full = ns._prefix + p
         start = ns._prefix + after if after else b""
         plen = len(ns._prefix)
-        raw, exps, metas, more = ns._log.list_columns(
-            full, start, ns._store._clock(), n, True, plen
-        )
-        names = list(map(bytes.decode, raw))
+        names, exps, metas, more = ns._log.list_names(full, start, ns._clock(), n, True, plen)
         if metas is None and not any(exps):
             # The common page: names only, one C-level pass (KeyInfo's defaults are None).
             keys = list(map(KeyInfo, names))
@@ -593,7 +600,7 @@ class Namespace:
                 )
             ]
         if more and keys:
-            return ListResult(keys, False, _encode_cursor(raw[-1]))
+            return ListResult(keys, False, _encode_cursor(names[-1].encode()))
         return ListResult(keys, True, None)
 
 

@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from operator import add
-from typing import TYPE_CHECKING, Any, Literal, NamedTuple
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple, NoReturn
 
 from engine._ffi import check, ffi, lib, raise_error
 from engine.compaction import CompactionPolicy, choose_segments
@@ -44,7 +44,12 @@ _DROP_REASONS = {
     "tombstone": lib.KV_DROP_TOMBSTONE,
 }
 _ENOTFOUND = lib.KV_ENOTFOUND  # a module constant: read on every miss
-_CHAR_P = ffi.typeof("char *")  # resolved once: ffi.unpack of a char * makes bytes
+# The plain get's C entry points, bound once: a module global is cheaper than lib.x.
+_get_tl = lib.kv_get_tl
+_get_tl_data = lib.kv_get_tl_data
+_unpack = ffi.unpack
+_GET_MISSING = lib.KV_GET_MISSING
+_BIG_VALUE = _BIG_BUFFER // 2  # a value this big may have grown the buffer past _BIG_BUFFER
 
 
 class Record(NamedTuple):
@@ -374,18 +379,17 @@ class LogStore:
 
     def get_value(self, key: bytes, now: float) -> bytes | None:
         """The value of key alone (no metadata, no Record): the KV layer's plain get."""
-        tls = self._tls
-        out = tls.value
-        buf = tls.buf
-        rc = lib.kv_get(self._db, key, len(key), int(now), buf, out)
-        if rc:
-            if rc == _ENOTFOUND:
-                return None
-            self._raise_read_error(rc, out)
-        value: bytes = ffi.unpack(ffi.cast(_CHAR_P, buf.data) + out.value_off, out.vlen)
-        if buf.cap > _BIG_BUFFER:
-            lib.kv_buf_free(buf)
-        return value
+        # One crossing into C per hit or miss: the C core reads into this
+        # thread's own buffer, so no buffer or out struct is passed or read here.
+        n = _get_tl(self._db, key, len(key), int(now))
+        if n >= 0:
+            value: bytes = _unpack(_get_tl_data(), n)
+            if n > _BIG_VALUE:
+                lib.kv_get_tl_trim(_BIG_BUFFER)
+            return value
+        if n == _GET_MISSING:
+            return None
+        self._raise_read_error(lib.kv_get_tl_rc(), lib.kv_get_tl_value())
 
     def open_value(self, key: bytes, now: float) -> tuple[ValueStream, bytes | None, int] | None:
         """A lazily read, already verified stream of key's value, with meta and expiration."""
@@ -400,7 +404,7 @@ class LogStore:
         meta = ffi.buffer(tls.buf.data + out.meta_off, out.mlen)[:] if out.mlen else None
         return ValueStream(fd[0], out.value_off, out.vlen), meta, out.expiration
 
-    def _raise_read_error(self, rc: int, out: Any) -> None:
+    def _raise_read_error(self, rc: int, out: Any) -> NoReturn:
         if rc == lib.KV_ECORRUPT:
             raise_error(rc, "get", self._segment_path(out.seg_id), out.offset)
         raise_error(rc, "get", self.path)
@@ -427,9 +431,34 @@ class LogStore:
     ) -> tuple[builtins.list[bytes], builtins.list[int], builtins.list[bytes | None] | None, bool]:
         """As list, column by column: the keys (each without its first `strip`
         bytes), their expirations, their metadata (None instead of the list when no
-        key has any) and whether more follow.  The KV layer's listing path: columns
-        are cut out of the C item array by memoryview slicing.
+        key has any) and whether more follow.  Columns are cut out of the C item
+        array by memoryview slicing.
         """
+        return self._list_columns(prefix, after, now, limit, with_meta, strip, False)
+
+    def list_names(
+        self,
+        prefix: bytes,
+        after: bytes,
+        now: float,
+        limit: int,
+        with_meta: bool = True,
+        strip: int = 0,
+    ) -> tuple[builtins.list[str], builtins.list[int], builtins.list[bytes | None] | None, bool]:
+        """As list_columns with the keys decoded from UTF-8 (UnicodeDecodeError if
+        one is not): the KV layer's listing path."""
+        return self._list_columns(prefix, after, now, limit, with_meta, strip, True)
+
+    def _list_columns(
+        self,
+        prefix: bytes,
+        after: bytes,
+        now: float,
+        limit: int,
+        with_meta: bool,
+        strip: int,
+        text: bool,
+    ) -> tuple[builtins.list[Any], builtins.list[int], builtins.list[bytes | None] | None, bool]:
         tls = self._tls
         items = ffi.new("kv_list_item[]", max(limit, 1))
         n = ffi.new("uint32_t *")
@@ -457,7 +486,15 @@ class LogStore:
             end = max(end, max(map(add, meta_offs, meta_lens)))
         blob = ffi.buffer(tls.buf.data, end)[:]
         # A comprehension slices in fewer instructions than map(slice ...) here.
-        keys = [blob[ko + strip : ko + kl] for ko, kl in zip(key_offs, key_lens, strict=True)]
+        keys: builtins.list[Any]
+        if text and blob.isascii():
+            # Byte offsets are character offsets: one decode for the whole page.
+            chars = blob.decode("ascii")
+            keys = [chars[ko + strip : ko + kl] for ko, kl in zip(key_offs, key_lens, strict=True)]
+        else:
+            keys = [blob[ko + strip : ko + kl] for ko, kl in zip(key_offs, key_lens, strict=True)]
+            if text:
+                keys = builtins.list(map(bytes.decode, keys))
         exps = raw.cast("Q")[0 :: _LIST_ITEM.size // 8].tolist()
         metas = None
         if meta_offs is not None:

@@ -4,6 +4,7 @@ the general paths they short-cut (engine/kv.py)."""
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 
 import pytest
@@ -80,6 +81,14 @@ def test_stale_handle_after_namespace_deletion(store) -> None:  # type: ignore[n
     assert ns.get("k") is None
     ns.put("k", b"new")
     assert store.namespace("gone").get("k", "bytes") == b"new"
+    # Deleted and recreated again: both earlier handles follow the live one.
+    second = store.namespace("gone")
+    store.delete_namespace("gone")
+    store.namespace("gone").put("k2", b"third")
+    for handle in (ns, second):
+        assert handle.get("k") is None
+        assert handle.get("k2", "bytes") == b"third"
+        assert [k.name for k in handle.list().keys] == ["k2"]
 
 
 def test_readonly_store_refuses_fast_puts(tmp_path: Path) -> None:
@@ -114,3 +123,63 @@ def test_list_pages_with_and_without_metadata_and_expiry(store) -> None:  # type
     ]
     assert rest.list_complete and rest.cursor is None
     assert ns.list(prefix="zzz").keys == []
+
+
+def test_plain_get_of_a_damaged_value_names_the_segment_and_offset(tmp_path: Path) -> None:
+    value = b"0123456789abcdef" * 8
+    with engine.open(tmp_path / "db") as s:
+        s.namespace().put("k", value)
+    (segment,) = (tmp_path / "db").glob("*.seg")
+    data = bytearray(segment.read_bytes())
+    at = data.index(value)
+    data[at + 5] ^= 0x01
+    segment.write_bytes(bytes(data))
+    with (
+        engine.open(tmp_path / "db", readonly=True) as s,
+        pytest.raises(engine.CorruptionError) as exc,
+    ):
+        s.namespace().get("k", "bytes")
+    assert exc.value.path == str(segment)
+    assert exc.value.offset is not None and exc.value.offset < at
+
+
+def test_plain_gets_in_threads_each_see_their_own_value(store) -> None:  # type: ignore[no-untyped-def]
+    # Small and large values (a large one grows, then releases, the thread's buffer).
+    values = {f"k{i}": bytes([i]) * (1 + i * 977 if i % 4 else 3 << 20) for i in range(8)}
+    ns = store.namespace()
+    for key, value in values.items():
+        ns.put(key, value)
+    failures: list[str] = []
+
+    def reader(key: str) -> None:
+        for _ in range(40):
+            if ns.get(key, "bytes") != values[key] or ns.get(key + "-missing", "bytes") is not None:
+                failures.append(key)
+                return
+
+    threads = [threading.Thread(target=reader, args=(key,)) for key in values]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert failures == []
+
+
+def test_list_pages_of_ascii_and_other_keys_in_low_and_high_namespace_ids(store) -> None:  # type: ignore[no-untyped-def]
+    # Namespace ids past 127 put a non-ASCII byte in every stored key's prefix.
+    handles = [store.namespace(f"ns{i}") for i in range(130)]
+    assert any(h._prefix[-1] >= 0x80 for h in handles)
+    keys = sorted([f"a{i:03d}" for i in range(7)] + ["é", "\U0001f600", "\x00nul"], key=str.encode)
+    for ns in (handles[0], handles[-1]):
+        for key in keys:
+            ns.put(key, b"v")
+        seen: list[str] = []
+        cursor = None
+        while True:
+            page = ns.list(limit=3, cursor=cursor)
+            seen += [k.name for k in page.keys]
+            if page.list_complete:
+                break
+            cursor = page.cursor
+        assert seen == keys
+        assert [k.name for k in ns.list(prefix="a00").keys] == [f"a00{i}" for i in range(7)]
