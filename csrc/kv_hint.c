@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "kv.h"
+#include "kv_buf.h"
 #include "kv_hash.h"
 #include "kv_io.h"
 #include "kv_segment.h"
@@ -38,16 +39,8 @@ int kv_hint_add(kv_hint_buf *b, int type, int has_meta, const void *key, uint32_
                 uint64_t rec_off, uint64_t rec_len, uint64_t seq, uint64_t expiration)
 {
     size_t need = (b->len ? b->len : KV_HINT_HDR_SIZE) + KV_HINT_ENTRY_SIZE + klen;
-    if (need > b->cap) {
-        size_t cap = b->cap ? b->cap : 4096;
-        while (cap < need)
-            cap *= 2;
-        uint8_t *d = realloc(b->data, cap);
-        if (!d)
-            return KV_ENOMEM;
-        b->data = d;
-        b->cap = cap;
-    }
+    if (kv_grow(&b->data, &b->cap, need, 4096))
+        return KV_ENOMEM;
     if (!b->len)
         b->len = KV_HINT_HDR_SIZE;
     uint8_t *p = b->data + b->len;

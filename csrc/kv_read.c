@@ -16,22 +16,13 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "kv_buf.h"
 #include "kv_db.h"
 #include "kv_io.h"
 
 static int buf_reserve(kv_buf *b, size_t n)
 {
-    if (n <= b->cap && b->data) /* never NULL after a call: memcpy of 0 bytes needs a buffer */
-        return 0;
-    size_t cap = b->cap ? b->cap : 256;
-    while (cap < n)
-        cap *= 2;
-    uint8_t *d = realloc(b->data, cap);
-    if (!d)
-        return KV_ENOMEM;
-    b->data = d;
-    b->cap = cap;
-    return 0;
+    return kv_grow(&b->data, &b->cap, n, 256);
 }
 
 /* Finds key and pins its segment.  0, KV_ENOTFOUND, KV_ECLOSED. */

@@ -416,25 +416,9 @@ class LogStore:
 
         Returns the keys and whether more follow.
         """
-        keys, exps, metas, more = self.list_columns(prefix, after, now, limit, with_meta)
+        keys, exps, metas, more = self._list_columns(prefix, after, now, limit, with_meta, 0, False)
         listed = map(ListedKey, keys, exps, metas or [None] * len(keys))
         return builtins.list(listed), more
-
-    def list_columns(
-        self,
-        prefix: bytes,
-        after: bytes,
-        now: float,
-        limit: int,
-        with_meta: bool = True,
-        strip: int = 0,
-    ) -> tuple[builtins.list[bytes], builtins.list[int], builtins.list[bytes | None] | None, bool]:
-        """As list, column by column: the keys (each without its first `strip`
-        bytes), their expirations, their metadata (None instead of the list when no
-        key has any) and whether more follow.  Columns are cut out of the C item
-        array by memoryview slicing.
-        """
-        return self._list_columns(prefix, after, now, limit, with_meta, strip, False)
 
     def list_names(
         self,
@@ -445,8 +429,12 @@ class LogStore:
         with_meta: bool = True,
         strip: int = 0,
     ) -> tuple[builtins.list[str], builtins.list[int], builtins.list[bytes | None] | None, bool]:
-        """As list_columns with the keys decoded from UTF-8 (UnicodeDecodeError if
-        one is not): the KV layer's listing path."""
+        """The KV layer's listing path, column by column: the keys (each without
+        its first `strip` bytes, decoded from UTF-8: UnicodeDecodeError if one is
+        not), their expirations, their metadata (None instead of the list when no
+        key has any) and whether more follow.  Columns are cut out of the C item
+        array by memoryview slicing.
+        """
         return self._list_columns(prefix, after, now, limit, with_meta, strip, True)
 
     def _list_columns(
