@@ -172,17 +172,27 @@ int kv_get(kv_db *db, const char *key, uint32_t klen, uint64_t now, kv_buf *buf,
 /* kv_get into the calling thread's own buffer, for callers that cross into C
  * per read (one call instead of passing a buffer and an out struct).  Returns
  * the value's length; KV_GET_MISSING when absent or expired at now;
- * KV_GET_FAILED when kv_get failed: kv_get_tl_rc() is its code and
+ * KV_GET_FAILED when the read failed: kv_get_tl_rc() is its code and
  * kv_get_tl_value() its kv_value (seg_id and offset of a corrupt record).  The
- * value lies at kv_get_tl_data() until this thread's next kv_get_tl. */
+ * value lies at kv_get_tl_data() until this thread's next kv_get_tl.
+ * A record longer than KV_GET_TL_MAX bytes is not copied (the buffer would stay
+ * that large): only its header, key and metadata are read and checked, and the
+ * result is KV_GET_LARGE with the value's length in kv_get_tl_value()->vlen,
+ * for the caller to read it with kv_get_into. */
 #define KV_GET_MISSING  -1
 #define KV_GET_FAILED   -2
+#define KV_GET_LARGE    -3
+#define KV_GET_TL_MAX   262144
 int64_t kv_get_tl(kv_db *db, const char *key, uint32_t klen, uint64_t now);
 const char *kv_get_tl_data(void);
 int kv_get_tl_rc(void);
 const kv_value *kv_get_tl_value(void);
-/* Releases this thread's kv_get_tl buffer if it has grown past max_cap bytes. */
-void kv_get_tl_trim(size_t max_cap);
+/* Reads the newest value of key straight into dst, which holds cap bytes, and
+ * checks it as it goes.  0 found: out->vlen is the value's length, and the value
+ * was copied only when out->vlen == cap (otherwise nothing was: the key was
+ * overwritten since the caller sized dst; size it again).  Otherwise as kv_get. */
+int kv_get_into(kv_db *db, const char *key, uint32_t klen, uint64_t now, char *dst,
+                uint64_t cap, kv_value *out);
 /* For streaming reads: verifies the record, then returns a new descriptor of its
  * segment in *fd_out (the caller closes it) and the value's file offset in
  * out->value_off; meta is copied into buf.  Same results as kv_get. */

@@ -68,36 +68,94 @@ static void describe(kv_value *out, const kv_segfile *sf, const kv_loc *loc)
     out->offset = loc->rec_off;
 }
 
+/* A record's header, key and metadata: the most kv_get_tl and kv_get_into read
+ * before the value. */
+#define HEAD_MAX ((size_t)KV_REC_HDR_SIZE + KV_MAX_KEY + KV_MAX_META)
+/* Bytes of a value read (and hashed) per pread: small enough to stay in L2. */
+#define VALUE_CHUNK ((size_t)256 << 10)
+
+/* Reads the header, key and metadata of the record at loc into buf and checks
+ * them (hcheck, and the key is the one asked for).  0, KV_ECORRUPT or an errno. */
+static int read_head(const kv_segfile *sf, const kv_loc *loc, const char *key, uint32_t klen,
+                     kv_buf *buf, kv_rec *r)
+{
+    size_t want = loc->rec_len < HEAD_MAX ? loc->rec_len : HEAD_MAX;
+    size_t got;
+    int rc = buf_reserve(buf, want);
+    if (!rc)
+        rc = kv_io_pread(sf->fd, buf->data, want, loc->rec_off, &got);
+    if (!rc && (got != want || !header_matches(buf->data, got, loc, key, klen, r)))
+        rc = KV_ECORRUPT;
+    return rc;
+}
+
+static void fill_value(kv_value *out, const kv_rec *r, uint64_t value_off)
+{
+    out->expiration = r->expiration;
+    out->seq = r->seq;
+    out->meta_off = KV_REC_HDR_SIZE + r->klen;
+    out->mlen = r->mlen;
+    out->value_off = value_off;
+    out->vlen = r->vlen;
+}
+
+/* Reads a value whose head (at `head`, already checked) was read, chunk by chunk
+ * from the file offset voff, into dst, and checks the record's checksum.  Each
+ * chunk is hashed right after its read, while it is still in the CPU cache, so
+ * the value is brought from memory once.  advance = 0 reuses one chunk of dst
+ * (a check without keeping the bytes).  0, KV_ECORRUPT or an errno. */
+static int read_value(int fd, const uint8_t *head, const kv_rec *r, uint64_t voff,
+                      uint8_t *dst, int advance)
+{
+    kv_xxh64_state st;
+    size_t got;
+    int rc = 0;
+    kv_xxh64_reset(&st, 0);
+    kv_xxh64_update(&st, head + KV_REC_CHECK_FROM, KV_REC_CHECK_TO - KV_REC_CHECK_FROM);
+    kv_xxh64_update(&st, head + KV_REC_HDR_SIZE, (size_t)r->klen + r->mlen);
+    for (uint64_t pos = 0; !rc && pos < r->vlen; pos += got) {
+        size_t want = r->vlen - pos < VALUE_CHUNK ? (size_t)(r->vlen - pos) : VALUE_CHUNK;
+        uint8_t *at = advance ? dst + pos : dst;
+        rc = kv_io_pread(fd, at, want, voff + pos, &got);
+        if (!rc && got != want)
+            rc = KV_ECORRUPT;
+        if (!rc)
+            kv_xxh64_update(&st, at, want);
+    }
+    if (!rc && kv_xxh64_digest(&st) != r->check)
+        rc = KV_ECORRUPT;
+    return rc;
+}
+
+/* Reads the whole record at loc into buf and checks it (header, key, value). */
+static int read_record(const kv_segfile *sf, const kv_loc *loc, const char *key, uint32_t klen,
+                       kv_buf *buf, kv_value *out)
+{
+    kv_rec r;
+    size_t got;
+    int rc = buf_reserve(buf, loc->rec_len);
+    if (!rc)
+        rc = kv_io_pread(sf->fd, buf->data, loc->rec_len, loc->rec_off, &got);
+    if (rc)
+        return rc;
+    if (got != loc->rec_len || !header_matches(buf->data, got, loc, key, klen, &r) ||
+        !kv_rec_body_ok(buf->data, &r))
+        return KV_ECORRUPT;
+    fill_value(out, &r, (uint64_t)KV_REC_HDR_SIZE + r.klen + r.mlen);
+    return 0;
+}
+
 int kv_get(kv_db *db, const char *key, uint32_t klen, uint64_t now, kv_buf *buf, kv_value *out)
 {
     kv_loc loc;
     kv_segfile *sf;
-    kv_rec r;
-    size_t got;
     int rc = locate(db, key, klen, now, &loc, &sf);
     if (rc)
         return rc;
     describe(out, sf, &loc);
-    if (loc.flags & KV_LOC_CORRUPT) {
-        kv_db_unpin(sf);
-        return KV_ECORRUPT;
-    }
-    rc = buf_reserve(buf, loc.rec_len);
-    if (!rc)
-        rc = kv_io_pread(sf->fd, buf->data, loc.rec_len, loc.rec_off, &got);
+    rc = (loc.flags & KV_LOC_CORRUPT) ? KV_ECORRUPT : read_record(sf, &loc, key, klen, buf, out);
     kv_db_unpin(sf);
-    if (rc)
-        return rc;
-    if (got != loc.rec_len || !header_matches(buf->data, got, &loc, key, klen, &r) ||
-        !kv_rec_body_ok(buf->data, &r))
-        return KV_ECORRUPT;
-    out->expiration = r.expiration;
-    out->seq = r.seq;
-    out->meta_off = KV_REC_HDR_SIZE + r.klen;
-    out->mlen = r.mlen;
-    out->value_off = (uint64_t)KV_REC_HDR_SIZE + r.klen + r.mlen;
-    out->vlen = r.vlen;
-    return 0;
+    return rc;
 }
 
 /* kv_get_tl's per-thread scratch.  The pthread key exists for its destructor:
@@ -146,17 +204,66 @@ static tl_read *tl_get(void)
 int64_t kv_get_tl(kv_db *db, const char *key, uint32_t klen, uint64_t now)
 {
     tl_read *t = tl_get();
+    kv_loc loc;
+    kv_segfile *sf;
+    kv_rec r;
     if (!t) {
         tl_rc = KV_ENOMEM;
         return KV_GET_FAILED;
     }
-    int rc = kv_get(db, key, klen, now, &t->buf, &t->out);
-    if (!rc)
-        return (int64_t)t->out.vlen;
+    int rc = locate(db, key, klen, now, &loc, &sf);
     if (rc == KV_ENOTFOUND)
         return KV_GET_MISSING;
-    tl_rc = rc;
-    return KV_GET_FAILED;
+    if (rc) {
+        tl_rc = rc;
+        return KV_GET_FAILED;
+    }
+    describe(&t->out, sf, &loc);
+    if (loc.flags & KV_LOC_CORRUPT) {
+        rc = KV_ECORRUPT;
+    } else if (loc.rec_len <= KV_GET_TL_MAX) {
+        rc = read_record(sf, &loc, key, klen, &t->buf, &t->out);
+    } else {
+        /* Too large for this thread's buffer, which would then stay that large:
+         * only the head is read, for the caller to size the value and read it
+         * with kv_get_into. */
+        rc = read_head(sf, &loc, key, klen, &t->buf, &r);
+        if (!rc)
+            fill_value(&t->out, &r, 0);
+    }
+    kv_db_unpin(sf);
+    if (rc) {
+        tl_rc = rc;
+        return KV_GET_FAILED;
+    }
+    return loc.rec_len <= KV_GET_TL_MAX ? (int64_t)t->out.vlen : KV_GET_LARGE;
+}
+
+int kv_get_into(kv_db *db, const char *key, uint32_t klen, uint64_t now, char *dst,
+                uint64_t cap, kv_value *out)
+{
+    tl_read *t = tl_get();
+    kv_loc loc;
+    kv_segfile *sf;
+    kv_rec r;
+    if (!t)
+        return KV_ENOMEM;
+    int rc = locate(db, key, klen, now, &loc, &sf);
+    if (rc)
+        return rc;
+    describe(out, sf, &loc);
+    if (loc.flags & KV_LOC_CORRUPT)
+        rc = KV_ECORRUPT;
+    else
+        rc = read_head(sf, &loc, key, klen, &t->buf, &r);
+    if (!rc) {
+        uint64_t voff = (uint64_t)loc.rec_off + KV_REC_HDR_SIZE + r.klen + r.mlen;
+        fill_value(out, &r, voff);
+        if (r.vlen == cap)
+            rc = read_value(sf->fd, t->buf.data, &r, voff, (uint8_t *)dst, 1);
+    }
+    kv_db_unpin(sf);
+    return rc;
 }
 
 const char *kv_get_tl_data(void)
@@ -175,55 +282,27 @@ const kv_value *kv_get_tl_value(void)
     return tl_cur ? &tl_cur->out : &none;
 }
 
-void kv_get_tl_trim(size_t max_cap)
-{
-    if (tl_cur && tl_cur->buf.cap > max_cap)
-        kv_buf_free(&tl_cur->buf);
-}
-
 int kv_open_value(kv_db *db, const char *key, uint32_t klen, uint64_t now, kv_buf *buf,
                   kv_value *out, int *fd_out)
 {
-    enum { CHUNK = 1 << 20 };
     kv_loc loc;
     kv_segfile *sf;
     kv_rec r;
-    size_t got;
     int rc = locate(db, key, klen, now, &loc, &sf);
     if (rc)
         return rc;
     describe(out, sf, &loc);
-    if (loc.flags & KV_LOC_CORRUPT) {
-        kv_db_unpin(sf);
-        return KV_ECORRUPT;
-    }
-    /* Header, key and metadata first; the value is verified chunk by chunk, so
-     * a 25 MiB value costs one chunk of memory here. */
-    size_t head = loc.rec_len < KV_REC_HDR_SIZE + KV_MAX_KEY + KV_MAX_META
-                      ? loc.rec_len
-                      : KV_REC_HDR_SIZE + KV_MAX_KEY + KV_MAX_META;
-    rc = buf_reserve(buf, head + CHUNK);
-    if (!rc)
-        rc = kv_io_pread(sf->fd, buf->data, head, loc.rec_off, &got);
-    if (!rc && (got != head || !header_matches(buf->data, got, &loc, key, klen, &r)))
-        rc = KV_ECORRUPT;
+    /* The head stays in buf (the caller copies the metadata from it); the value
+     * is checked through one chunk-sized scratch after it, so a 25 MiB value
+     * costs one chunk of memory here. */
+    rc = (loc.flags & KV_LOC_CORRUPT) ? KV_ECORRUPT : read_head(sf, &loc, key, klen, buf, &r);
     if (!rc) {
-        kv_xxh64_state st;
         uint64_t voff = (uint64_t)loc.rec_off + KV_REC_HDR_SIZE + r.klen + r.mlen;
-        kv_xxh64_reset(&st, 0);
-        kv_xxh64_update(&st, buf->data + KV_REC_CHECK_FROM, KV_REC_CHECK_TO - KV_REC_CHECK_FROM);
-        kv_xxh64_update(&st, buf->data + KV_REC_HDR_SIZE, (size_t)r.klen + r.mlen);
-        uint8_t *chunk = buf->data + head;
-        for (uint64_t pos = 0; !rc && pos < r.vlen; pos += got) {
-            size_t want = r.vlen - pos < CHUNK ? (size_t)(r.vlen - pos) : CHUNK;
-            rc = kv_io_pread(sf->fd, chunk, want, voff + pos, &got);
-            if (!rc && got != want)
-                rc = KV_ECORRUPT;
-            if (!rc)
-                kv_xxh64_update(&st, chunk, want);
-        }
-        if (!rc && kv_xxh64_digest(&st) != r.check)
-            rc = KV_ECORRUPT;
+        size_t head = KV_REC_HDR_SIZE + r.klen + r.mlen;
+        fill_value(out, &r, voff);
+        rc = buf_reserve(buf, head + (r.vlen < VALUE_CHUNK ? r.vlen : VALUE_CHUNK));
+        if (!rc)
+            rc = read_value(sf->fd, buf->data, &r, voff, buf->data + head, 0);
         if (!rc) {
             /* A descriptor of its own keeps the bytes readable even if the
              * segment is compacted away while the caller streams. */
@@ -233,12 +312,6 @@ int kv_open_value(kv_db *db, const char *key, uint32_t klen, uint64_t now, kv_bu
             else
                 *fd_out = fd;
         }
-        out->expiration = r.expiration;
-        out->seq = r.seq;
-        out->meta_off = KV_REC_HDR_SIZE + r.klen;
-        out->mlen = r.mlen;
-        out->value_off = voff;
-        out->vlen = r.vlen;
     }
     kv_db_unpin(sf);
     return rc;

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Literal, NamedTuple, NoReturn
 from engine._ffi import check, ffi, lib, raise_error
 from engine.compaction import CompactionPolicy, choose_segments
 from engine.errors import LimitError, StoreClosedError
+from engine.rawbytes import new_bytes
 
 if TYPE_CHECKING:
     from engine.results import CompactionReport
@@ -35,7 +36,7 @@ SYNC_MODES = {"os": lib.KV_SYNC_OS, "interval": lib.KV_SYNC_OS, "always": lib.KV
 DEFAULT_MAX_SEGMENT_BYTES = 256 * 1024 * 1024
 _LOG = logging.getLogger("engine")
 SPOOL_IN_MEMORY = 1 << 20  # streamed values up to this size never touch a spool file
-_BIG_BUFFER = 4 << 20  # a per-thread read buffer grown past this is released after use
+_BIG_BUFFER = 4 << 20  # a kv_get read buffer grown past this is released after use
 _COMPACT_SLICE = 8 << 20  # input bytes per C call of a compaction pass (one progress report)
 _DROP_REASONS = {
     "overwritten": lib.KV_DROP_OVERWRITTEN,
@@ -49,7 +50,7 @@ _get_tl = lib.kv_get_tl
 _get_tl_data = lib.kv_get_tl_data
 _unpack = ffi.unpack
 _GET_MISSING = lib.KV_GET_MISSING
-_BIG_VALUE = _BIG_BUFFER // 2  # a value this big may have grown the buffer past _BIG_BUFFER
+_GET_LARGE = lib.KV_GET_LARGE
 
 
 class Record(NamedTuple):
@@ -384,12 +385,27 @@ class LogStore:
         n = _get_tl(self._db, key, len(key), int(now))
         if n >= 0:
             value: bytes = _unpack(_get_tl_data(), n)
-            if n > _BIG_VALUE:
-                lib.kv_get_tl_trim(_BIG_BUFFER)
             return value
         if n == _GET_MISSING:
             return None
+        if n == _GET_LARGE:
+            return self._get_large(key, int(now), lib.kv_get_tl_value().vlen)
         self._raise_read_error(lib.kv_get_tl_rc(), lib.kv_get_tl_value())
+
+    def _get_large(self, key: bytes, now: int, size: int) -> bytes | None:
+        """A large value read by the C core straight into the bytes object returned."""
+        out = ffi.new("kv_value *")
+        while size > 1:
+            value, dst = new_bytes(size)
+            rc = lib.kv_get_into(self._db, key, len(key), now, dst, size, out)
+            if rc == _ENOTFOUND:
+                return None
+            if rc:
+                self._raise_read_error(rc, out)
+            if out.vlen == size:
+                return value
+            size = out.vlen  # overwritten since it was sized: again, at its new size
+        return self.get_value(key, now)  # overwritten meanwhile by a value of 0 or 1 byte
 
     def open_value(self, key: bytes, now: float) -> tuple[ValueStream, bytes | None, int] | None:
         """A lazily read, already verified stream of key's value, with meta and expiration."""

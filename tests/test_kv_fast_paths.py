@@ -143,8 +143,59 @@ def test_plain_get_of_a_damaged_value_names_the_segment_and_offset(tmp_path: Pat
     assert exc.value.offset is not None and exc.value.offset < at
 
 
+@pytest.mark.parametrize("size", [(256 << 10) - 200, 256 << 10, (256 << 10) + 1, 25 << 20])
+def test_large_values_are_read_exactly_on_both_sides_of_the_buffer_limit(store, size) -> None:  # type: ignore[no-untyped-def]
+    ns = store.namespace()
+    value = bytes(range(256)) * (size // 256) + b"x" * (size % 256)
+    ns.put("big", value, metadata={"m": 1})
+    assert ns.get("big", "bytes") == value
+    got = ns.get_with_metadata("big", "bytes")
+    assert got.value == value and got.metadata == {"m": 1}
+
+
+@pytest.mark.parametrize("where", ["head", "middle", "last"])
+def test_a_damaged_large_value_is_never_returned(tmp_path: Path, where: str) -> None:
+    value = bytes(range(256)) * 4096 * 3  # 3 MiB: read chunk by chunk into the result
+    with engine.open(tmp_path / "db") as s:
+        s.namespace().put("big", value)
+    (segment,) = (tmp_path / "db").glob("*.seg")
+    data = bytearray(segment.read_bytes())
+    start = data.index(value[:4096])
+    end = start + len(value)
+    at = {"head": start - 3, "middle": (start + end) // 2, "last": end - 1}[where]
+    data[at] ^= 0x40
+    segment.write_bytes(bytes(data))
+    with engine.open(tmp_path / "db", readonly=True) as s:
+        with pytest.raises(engine.CorruptionError) as exc:
+            s.namespace().get("big", "bytes")
+        assert exc.value.path == str(segment)
+        assert exc.value.offset is not None and exc.value.offset < start
+
+
+def test_a_large_read_resizes_when_the_value_changed_since_it_was_sized(store) -> None:  # type: ignore[no-untyped-def]
+    # kv_get_into copies only into a buffer of exactly the value's length and
+    # otherwise reports the length it found, for the caller to size again.
+    from engine._ffi import ffi, lib
+
+    ns = store.namespace()
+    value = b"v" * (1 << 20)
+    ns.put("big", value)
+    log = ns._log
+    key = ns._prefix + b"big"
+    out = ffi.new("kv_value *")
+    dst = ffi.new("char[]", 1000)
+    assert lib.kv_get_into(log._db, key, len(key), 1_000_000, dst, 1000, out) == 0
+    assert out.vlen == len(value) and ffi.buffer(dst, 1000)[:] == bytes(1000)
+    assert log._get_large(key, 1_000_000, 1000) == value  # starts from a wrong size
+    ns.put("big", b"s")
+    assert log._get_large(key, 1_000_000, len(value)) == b"s"  # now a 1-byte value
+    ns.delete("big")
+    assert log._get_large(key, 1_000_000, len(value)) is None
+
+
 def test_plain_gets_in_threads_each_see_their_own_value(store) -> None:  # type: ignore[no-untyped-def]
-    # Small and large values (a large one grows, then releases, the thread's buffer).
+    # Small values (read through the thread's buffer) and large ones (read straight
+    # into the returned object).
     values = {f"k{i}": bytes([i]) * (1 + i * 977 if i % 4 else 3 << 20) for i in range(8)}
     ns = store.namespace()
     for key, value in values.items():
