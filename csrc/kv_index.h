@@ -56,6 +56,17 @@ int kv_index_reserve(kv_index *ix, uint64_t n);
  * ahead of each put, so the slot's cache miss overlaps other work. */
 void kv_index_prefetch(const kv_index *ix, const void *key, uint32_t klen);
 
+/* Bulk load (open): on an empty index, puts and deletes leave the ordered view
+ * alone until kv_index_build_order builds it at once from the live keys,
+ * sorted; inserting them one by one in write order would miss the cache at
+ * every tree level.  Until then seek/next see no keys.  KV_EINVAL when the
+ * index is not empty or already deferred. */
+int kv_index_defer_order(kv_index *ix);
+/* Builds the ordered view after kv_index_defer_order.  KV_ENOMEM leaves the
+ * index deferred (gets, puts and deletes still work); KV_EINVAL when it was
+ * not deferred. */
+int kv_index_build_order(kv_index *ix);
+
 /* 1 and *loc filled when key is present, 0 when not (also for a key longer than
  * KV_INDEX_MAX_KEY or NULL with klen > 0: such a key cannot be in the index). */
 int kv_index_get(const kv_index *ix, const void *key, uint32_t klen, kv_loc *loc);

@@ -473,7 +473,7 @@ static int finish_index(kv_db *db)
         sf->live_bytes += kv_pad8(loc.rec_len);
         sf->live_records++;
     }
-    return 0;
+    return kv_index_build_order(db->ix);
 }
 
 /* 1 when damage that makes the segment untrustworthy was reported in it: a
@@ -585,6 +585,9 @@ int kv_recover(kv_db *db)
         announced += c < most ? c : most;
     }
     if (announced && (rc = kv_index_reserve(db->ix, announced)) != 0)
+        goto out;
+    /* Keys arrive in write order: the ordered view is built once, sorted. */
+    if ((rc = kv_index_defer_order(db->ix)) != 0)
         goto out;
     for (uint32_t i = 0; i < n; i++) {
         kv_segfile *sf = db->segs[i];

@@ -419,6 +419,115 @@ static void test_random(uint32_t ops, uint32_t nkeys)
     free(model);
 }
 
+/* A bulk load (kv_index_defer_order, puts and deletes, kv_index_build_order)
+ * ends in the same keys, order and invariants as inserting key by key, at
+ * every size around the node limits (one leaf, one inner level, two). */
+static void test_bulk_order(void)
+{
+    static const uint32_t sizes[] = {0, 1, 2, 47, 48, 49, 126, 127, 252, 253,
+                                     7938, 7939, 8191, 15877, 20000};
+    char where[64];
+    make_keys(20000);
+    for (size_t si = 0; si < sizeof sizes / sizeof sizes[0]; si++) {
+        uint32_t n = sizes[si];
+        kv_index *ix;
+        CHECK(kv_index_new(&ix) == 0, "new");
+        CHECK(kv_index_build_order(ix) == KV_EINVAL, "build without defer");
+        CHECK(kv_index_defer_order(ix) == 0, "defer");
+        CHECK(kv_index_defer_order(ix) == KV_EINVAL, "defer twice");
+        for (uint32_t i = 0; i < model_n; i++)
+            model[i].present = 0;
+        for (uint32_t i = 0; i < n; i++) {
+            mkey *k = &model[i];
+            kv_loc l = loc_of(i);
+            CHECK(kv_index_put(ix, k->bytes, k->len, &l, NULL, NULL, NULL) == 0, "bulk put");
+            k->present = 1;
+            k->loc = l;
+            if (i % 5 == 4) {   /* an overwrite and a delete of earlier keys meanwhile */
+                mkey *o = &model[below(i + 1)];
+                if (o->present) {
+                    kv_loc l2 = loc_of(i + 500000u);
+                    CHECK(kv_index_put(ix, o->bytes, o->len, &l2, NULL, NULL, NULL) == 0, "ow");
+                    o->loc = l2;
+                }
+                mkey *d = &model[below(i + 1)];
+                CHECK(kv_index_del(ix, d->bytes, d->len, NULL) == d->present, "bulk del");
+                d->present = 0;
+            }
+        }
+        snprintf(where, sizeof where, "deferred, %u keys", n);
+        check_invariants(ix, where);
+        kv_index_cursor cur;
+        const uint8_t *key;
+        uint32_t klen;
+        kv_loc loc;
+        kv_index_seek(ix, NULL, 0, 1, &cur);
+        CHECK(!kv_index_next(ix, &cur, &key, &klen, &loc), "%s: no ordered view yet", where);
+        CHECK(kv_index_build_order(ix) == 0, "build");
+        snprintf(where, sizeof where, "bulk built, %u keys", n);
+        check_invariants(ix, where);
+        check_order(ix, where);
+        for (uint32_t op = 0; op < 2000 && n; op++) {   /* the built tree takes changes */
+            mkey *k = &model[below(n)];
+            if (below(2)) {
+                kv_loc l = loc_of(op + 900000u);
+                CHECK(kv_index_put(ix, k->bytes, k->len, &l, NULL, NULL, NULL) == 0, "put");
+                k->present = 1;
+                k->loc = l;
+            } else {
+                CHECK(kv_index_del(ix, k->bytes, k->len, NULL) == k->present, "del");
+                k->present = 0;
+            }
+        }
+        snprintf(where, sizeof where, "bulk built then changed, %u keys", n);
+        check_invariants(ix, where);
+        check_order(ix, where);
+        kv_index_free(ix);
+    }
+    free(model);
+}
+
+/* Long shared prefixes take the sort through many 8-byte windows; a failed
+ * allocation leaves the index deferred and usable, and a retry builds it. */
+static void test_bulk_long_prefixes(uint32_t n)
+{
+    kv_index *ix;
+    kv_loc l = loc_of(1);
+    uint8_t key[64], prev[64];
+    const uint8_t *k;
+    uint32_t klen, plen = 0, seen = 0, len = 0;
+    CHECK(kv_index_new(&ix) == 0 && kv_index_defer_order(ix) == 0, "new, defer");
+    for (uint32_t i = 0; i < n; i++) {
+        /* 29 shared bytes, then i scrambled, then a tail on some keys */
+        len = 29;
+        memcpy(key, "tenant-0001/session/2026-12-", 29);
+        uint32_t v = i * 2654435761u;
+        for (int b = 0; b < 4; b++)
+            key[len++] = (uint8_t)(v >> (24 - 8 * b));
+        if (i % 3 == 0)
+            for (uint32_t t = 0; t < i % 17; t++)
+                key[len++] = (uint8_t)('a' + t);
+        CHECK(kv_index_put(ix, key, len, &l, NULL, NULL, NULL) == 0, "put");
+    }
+    kv_index__alloc_fail_after = 0;
+    CHECK(kv_index_build_order(ix) == KV_ENOMEM, "build under allocation failure");
+    kv_index__alloc_fail_after = -1;
+    check_invariants(ix, "deferred after a failed build");
+    CHECK(n == 0 || kv_index_get(ix, key, len, NULL) == 1, "gets work while deferred");
+    CHECK(kv_index_build_order(ix) == 0, "build");
+    check_invariants(ix, "long prefixes");
+    kv_index_cursor cur;
+    kv_index_seek(ix, NULL, 0, 1, &cur);
+    while (kv_index_next(ix, &cur, &k, &klen, &l)) {
+        CHECK(seen == 0 || key_cmp(prev, plen, k, klen) < 0, "order at key %u", seen);
+        memcpy(prev, k, klen);
+        plen = klen;
+        seen++;
+    }
+    CHECK(seen == n, "walk yields %u keys of %u", seen, n);
+    kv_index_free(ix);
+}
+
 int main(int argc, char **argv)
 {
     uint32_t ops = argc > 1 ? (uint32_t)strtoul(argv[1], NULL, 10) : 200000u;
@@ -431,6 +540,8 @@ int main(int argc, char **argv)
     test_alloc_failure();
     test_random(ops / 2, 3000);   /* few keys: many overwrites and deletes of the same key */
     test_random(ops / 2, 20000);  /* more keys: the tree splits and merges */
+    test_bulk_order();
+    test_bulk_long_prefixes(growth / 3);
     if (failures) {
         fprintf(stderr, "test_index: %d failures (seed %" PRIu64 ")\n", failures, seed);
         return 1;
