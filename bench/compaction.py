@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import random
 import statistics
 import tempfile
 import threading
@@ -167,7 +168,9 @@ def open_time(base: str, keys: int, repeat: int) -> None:
     store = LogStore(path, max_segment_bytes=256 * MB)
     value = b"v" * 100
     ops: list[BatchOp] = []
-    for i in range(keys):
+    order = list(range(keys))
+    random.Random(5).shuffle(order)  # write order is not key order, as in most programs
+    for i in order:
         ops.append(BatchOp(b"key-%012d" % i, value))
         if len(ops) == 1000:
             store.write_batch(ops)
