@@ -36,7 +36,6 @@ SYNC_MODES = {"os": lib.KV_SYNC_OS, "interval": lib.KV_SYNC_OS, "always": lib.KV
 DEFAULT_MAX_SEGMENT_BYTES = 256 * 1024 * 1024
 _LOG = logging.getLogger("engine")
 SPOOL_IN_MEMORY = 1 << 20  # streamed values up to this size never touch a spool file
-_BIG_BUFFER = 4 << 20  # a kv_get read buffer grown past this is released after use
 _COMPACT_SLICE = 8 << 20  # input bytes per C call of a compaction pass (one progress report)
 _DROP_REASONS = {
     "overwritten": lib.KV_DROP_OVERWRITTEN,
@@ -51,6 +50,7 @@ _get_tl_data = lib.kv_get_tl_data
 _unpack = ffi.unpack
 _GET_MISSING = lib.KV_GET_MISSING
 _GET_LARGE = lib.KV_GET_LARGE
+_GET_FAILED = lib.KV_GET_FAILED
 
 
 class Record(NamedTuple):
@@ -364,19 +364,25 @@ class LogStore:
 
     # -- reads -------------------------------------------------------------------
     def get(self, key: bytes, now: float) -> Record | None:
-        tls = self._tls
-        out = tls.value
-        rc = lib.kv_get(self._db, key, len(key), int(now), tls.buf, out)
-        if rc:
-            if rc == lib.KV_ENOTFOUND:
+        """The value of key with its metadata and expiration."""
+        while True:
+            n = _get_tl(self._db, key, len(key), int(now))
+            if n == _GET_MISSING:
                 return None
-            self._raise_read_error(rc, out)
-        data = tls.buf.data
-        value = ffi.buffer(data + out.value_off, out.vlen)[:]
-        meta = ffi.buffer(data + out.meta_off, out.mlen)[:] if out.mlen else None
-        if tls.buf.cap > _BIG_BUFFER:
-            lib.kv_buf_free(tls.buf)
-        return Record(value, meta, out.expiration)
+            out = lib.kv_get_tl_value()
+            if n == _GET_FAILED:
+                self._raise_read_error(lib.kv_get_tl_rc(), out)
+            head = _get_tl_data() - out.value_off  # this thread's copy of the record
+            meta = _unpack(head + out.meta_off, out.mlen) if out.mlen else None
+            if n >= 0:
+                return Record(_unpack(head + out.value_off, n), meta, out.expiration)
+            seq, expiration = out.seq, out.expiration
+            got = self._read_large(key, int(now), out.vlen)
+            if got is None:
+                return None
+            if got[1] == seq:
+                return Record(got[0], meta, expiration)
+            # Overwritten between the metadata's read and the value's: both again.
 
     def get_value(self, key: bytes, now: float) -> bytes | None:
         """The value of key alone (no metadata, no Record): the KV layer's plain get."""
@@ -389,23 +395,27 @@ class LogStore:
         if n == _GET_MISSING:
             return None
         if n == _GET_LARGE:
-            return self._get_large(key, int(now), lib.kv_get_tl_value().vlen)
+            got = self._read_large(key, int(now), lib.kv_get_tl_value().vlen)
+            return None if got is None else got[0]
         self._raise_read_error(lib.kv_get_tl_rc(), lib.kv_get_tl_value())
 
-    def _get_large(self, key: bytes, now: int, size: int) -> bytes | None:
-        """A large value read by the C core straight into the bytes object returned."""
+    def _read_large(self, key: bytes, now: int, size: int) -> tuple[bytes, int] | None:
+        """A large value, read by the C core straight into the bytes object returned,
+        with the sequence number of its record; None when the key is gone."""
         out = ffi.new("kv_value *")
-        while size > 1:
-            value, dst = new_bytes(size)
+        while True:
+            if size > 1:
+                value, dst = new_bytes(size)
+            else:  # overwritten meanwhile by a value of 0 or 1 byte
+                value, dst = b"", ffi.new("char[]", 2)
             rc = lib.kv_get_into(self._db, key, len(key), now, dst, size, out)
             if rc == _ENOTFOUND:
                 return None
             if rc:
                 self._raise_read_error(rc, out)
             if out.vlen == size:
-                return value
+                return (value if size > 1 else _unpack(dst, size)), out.seq
             size = out.vlen  # overwritten since it was sized: again, at its new size
-        return self.get_value(key, now)  # overwritten meanwhile by a value of 0 or 1 byte
 
     def open_value(self, key: bytes, now: float) -> tuple[ValueStream, bytes | None, int] | None:
         """A lazily read, already verified stream of key's value, with meta and expiration."""

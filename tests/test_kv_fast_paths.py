@@ -186,11 +186,35 @@ def test_a_large_read_resizes_when_the_value_changed_since_it_was_sized(store) -
     dst = ffi.new("char[]", 1000)
     assert lib.kv_get_into(log._db, key, len(key), 1_000_000, dst, 1000, out) == 0
     assert out.vlen == len(value) and ffi.buffer(dst, 1000)[:] == bytes(1000)
-    assert log._get_large(key, 1_000_000, 1000) == value  # starts from a wrong size
+    got = log._read_large(key, 1_000_000, 1000)  # starts from a wrong size
+    assert got is not None and got[0] == value
     ns.put("big", b"s")
-    assert log._get_large(key, 1_000_000, len(value)) == b"s"  # now a 1-byte value
+    got = log._read_large(key, 1_000_000, len(value))  # now a 1-byte value
+    assert got is not None and got[0] == b"s"
     ns.delete("big")
-    assert log._get_large(key, 1_000_000, len(value)) is None
+    assert log._read_large(key, 1_000_000, len(value)) is None
+
+
+def test_a_large_value_and_its_metadata_come_from_one_record(store, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    # The metadata is read with the head, the value afterwards: an overwrite in
+    # between must not pair the old metadata with the new value.
+    ns = store.namespace()
+    old, new = b"o" * (1 << 20), b"n" * (1 << 20)
+    ns.put("big", old, metadata={"v": 1})
+    log = ns._log
+    real = log._read_large
+    calls = []
+
+    def overwritten_first(*args):  # type: ignore[no-untyped-def]
+        if not calls:
+            ns.put("big", new, metadata={"v": 2})
+        calls.append(1)
+        return real(*args)
+
+    monkeypatch.setattr(log, "_read_large", overwritten_first)
+    got = ns.get_with_metadata("big", "bytes")
+    assert (got.value == new, got.metadata) == (True, {"v": 2})
+    assert len(calls) == 2
 
 
 def test_plain_gets_in_threads_each_see_their_own_value(store) -> None:  # type: ignore[no-untyped-def]
