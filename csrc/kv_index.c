@@ -969,74 +969,57 @@ static void tree_delete(kv_index *ix, const void *key, uint32_t klen, uint32_t i
  * than sorted inserts at 1M keys), so a bulk load fills the hash table alone
  * and builds the tree afterwards from the sorted ids, bottom up.
  *
- * The sort is an MSD radix sort on 8-byte windows of the keys: each pass
- * sorts a run of ids by (the 8 key bytes at offset off, how many of them the
- * key has), with an LSD radix sort over those 9 digits, then sorts each run
- * of keys equal in the window and longer than it again at off + 8.  The
- * passes are stable, so a run keeps the id order of its keys, and reading
- * their bytes walks the key arena mostly forward.  Memory: two 16-byte items
- * per live key while the build runs. */
+ * The sort is an MSD radix sort on 4-byte windows of the keys.  An item is
+ * one u64: the 4 key bytes at offset off (big-endian, zero past the key's
+ * end) above the entry id.  A level sorts a run of items by window (an LSD
+ * radix sort over the window's bytes, stable), then, inside each run of
+ * equal windows, puts the keys that end within the window first, shortest
+ * first (equal windows and lengths would be equal keys), and sorts the rest
+ * again at off + 4.  Being stable, a run keeps the id order of its keys, so
+ * reading their bytes walks the key arena mostly forward.  Memory: two
+ * 8-byte items per live key while the build runs. */
 
-typedef struct ix_sort_item {
-    uint64_t win;     /* key bytes [off, off + 8) big-endian, zero past the key's end */
-    uint32_t id;
-    uint32_t clen;    /* key bytes in the window: 0..8; 8 = the key may go on */
-} ix_sort_item;
+#define SORT_ID(x) ((uint32_t)(x))
 
-static void window_at(const kv_index *ix, ix_sort_item *it, uint32_t off)
+static uint64_t window_at(const kv_index *ix, uint32_t id, uint32_t off)
 {
-    const ix_entry *e = ent(ix, it->id);
+    const ix_entry *e = ent(ix, id);
     uint32_t kl = eklen(e);
     uint32_t have = kl > off ? kl - off : 0;
-    if (have > 8)
-        have = 8;
+    if (have > 4)
+        have = 4;
     const uint8_t *k = ekey(ix, e) + off;
     uint64_t w = 0;
     for (uint32_t i = 0; i < have; i++)
         w |= (uint64_t)k[i] << (56 - 8 * i);
-    it->win = w;
-    it->clen = have;
+    return w | id;
 }
 
-static inline unsigned digit_of(const ix_sort_item *it, int d)
+/* Sorts a[0..n) by window (the high 32 bits), stably; tmp has room for n items. */
+static void sort_windows(uint64_t *a, uint64_t *tmp, uint32_t n)
 {
-    return d == 8 ? it->clen : (unsigned)(it->win >> (8 * d)) & 0xffu;
-}
-
-static inline int item_less(const ix_sort_item *a, const ix_sort_item *b)
-{
-    return a->win < b->win || (a->win == b->win && a->clen < b->clen);
-}
-
-/* Sorts a[0..n) by (win, clen), stably; tmp has room for n items. */
-static void sort_windows(ix_sort_item *a, ix_sort_item *tmp, uint32_t n)
-{
-    if (n < 48) {
+    if (n < 64) {
         for (uint32_t i = 1; i < n; i++) {
-            ix_sort_item x = a[i];
+            uint64_t x = a[i];
             uint32_t j = i;
-            for (; j > 0 && item_less(&x, &a[j - 1]); j--)
+            for (; j > 0 && (x >> 32) < (a[j - 1] >> 32); j--)
                 a[j] = a[j - 1];
             a[j] = x;
         }
         return;
     }
-    ix_sort_item *src = a, *dst = tmp;
-    /* Least significant digit first: clen (it orders equal windows), then the
-     * window's bytes from its last. */
-    static const int order[9] = {8, 0, 1, 2, 3, 4, 5, 6, 7};
-    for (int oi = 0; oi < 9; oi++) {
-        int d = order[oi];
+    uint64_t *src = a, *dst = tmp;
+    for (int shift = 32; shift < 64; shift += 8) {
         uint32_t count[257] = {0};
         for (uint32_t i = 0; i < n; i++)
-            count[digit_of(&src[i], d) + 1]++;
-        if (count[digit_of(&src[0], d) + 1] == n)
-            continue;                      /* one value for all: nothing to move */
+            count[((src[i] >> shift) & 0xffu) + 1]++;
+        if (count[((src[0] >> shift) & 0xffu) + 1] == n)
+            continue;                      /* a byte every key shares: nothing to move */
         for (int v = 0; v < 256; v++)
             count[v + 1] += count[v];
         for (uint32_t i = 0; i < n; i++)
-            dst[count[digit_of(&src[i], d)]++] = src[i];
-        ix_sort_item *t = src;
+            dst[count[(src[i] >> shift) & 0xffu]++] = src[i];
+        uint64_t *t = src;
         src = dst;
         dst = t;
     }
@@ -1044,33 +1027,56 @@ static void sort_windows(ix_sort_item *a, ix_sort_item *tmp, uint32_t n)
         memcpy(a, src, (size_t)n * sizeof *a);
 }
 
+/* Moves the keys of a run of equal windows at off that end within the window
+ * to its front, shortest first; returns how many there are. */
+static uint32_t run_enders_first(const kv_index *ix, uint64_t *a, uint32_t n, uint32_t off)
+{
+    uint32_t enders = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        uint32_t kl = eklen(ent(ix, SORT_ID(a[i])));
+        if (kl >= off + 4)
+            continue;
+        /* At most one key per length below off + 4: insert it among the
+         * enders found so far, by length. */
+        uint64_t x = a[i];
+        uint32_t j = i;
+        for (; j > enders; j--)
+            a[j] = a[j - 1];
+        for (; j > 0 && eklen(ent(ix, SORT_ID(a[j - 1]))) > kl; j--)
+            a[j] = a[j - 1];
+        a[j] = x;
+        enders++;
+    }
+    return enders;
+}
+
 /* Sorts the ids of a[0..n) by key, given that they all share their first off bytes. */
-static void sort_keys(const kv_index *ix, ix_sort_item *a, ix_sort_item *tmp, uint32_t n,
-                      uint32_t off)
+static void sort_keys(const kv_index *ix, uint64_t *a, uint64_t *tmp, uint32_t n, uint32_t off)
 {
     while (n > 1) {
         for (uint32_t i = 0; i < n; i++)
-            window_at(ix, &a[i], off);
+            a[i] = window_at(ix, SORT_ID(a[i]), off);
         sort_windows(a, tmp, n);
-        /* Runs of equal windows with 8 bytes each go on at off + 8; a shorter
-         * window is a whole key's end, unique.  The last run loops here rather
-         * than recursing, so a long shared prefix costs no stack. */
+        /* Each run of equal windows goes on at off + 4, past the keys that end
+         * in it; the last one loops here rather than recursing, so a long
+         * shared prefix costs no stack. */
         uint32_t i = 0, last_start = 0, last_len = 0;
         while (i < n) {
             uint32_t j = i + 1;
-            while (j < n && a[j].win == a[i].win && a[j].clen == a[i].clen)
+            while (j < n && (a[j] >> 32) == (a[i] >> 32))
                 j++;
             if (j - i > 1) {
+                uint32_t e = run_enders_first(ix, a + i, j - i, off);
                 if (last_len > 1)
-                    sort_keys(ix, a + last_start, tmp, last_len, off + 8);
-                last_start = i;
-                last_len = j - i;
+                    sort_keys(ix, a + last_start, tmp, last_len, off + 4);
+                last_start = i + e;
+                last_len = j - i - e;
             }
             i = j;
         }
         a += last_start;
         n = last_len;
-        off += 8;
+        off += 4;
     }
 }
 
@@ -1152,8 +1158,8 @@ int kv_index_build_order(kv_index *ix)
         ix->unordered = 0;
         return 0;
     }
-    ix_sort_item *a = ix_malloc((size_t)n * sizeof *a);
-    ix_sort_item *tmp = ix_malloc((size_t)n * sizeof *tmp);
+    uint64_t *a = ix_malloc((size_t)n * sizeof *a);
+    uint64_t *tmp = ix_malloc((size_t)n * sizeof *tmp);
     int rc = (a && tmp) ? nodes_reserve(ix, (uint32_t)bulk_nodes(n)) : KV_ENOMEM;
     if (rc) {
         free(a);
@@ -1163,12 +1169,13 @@ int kv_index_build_order(kv_index *ix)
     uint32_t k = 0;
     for (uint32_t id = 0; id < ix->id_limit; id++)
         if (ent(ix, id)->key_off != IX_FREE_KEY)
-            a[k++].id = id;
+            a[k++] = id;
     sort_keys(ix, a, tmp, n, 0);
-    /* tmp's memory holds the id and minimum columns of the build. */
+    /* tmp's memory holds the build's two columns: the sorted ids and each
+     * node's smallest id. */
     uint32_t *ids = (uint32_t *)tmp, *mins = ids + n;
     for (uint32_t i = 0; i < n; i++)
-        ids[i] = a[i].id;
+        ids[i] = SORT_ID(a[i]);
     free(a);
     node_free(ix, ix->root);           /* the empty root leaf of the unordered index */
     bulk_build(ix, ids, mins, n);
