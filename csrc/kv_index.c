@@ -34,14 +34,15 @@
  *   a few KiB up to the chunk size) so a tiny index stays tiny; after that
  *   growth appends a chunk and never copies.  Worst single copy: 96 KiB,
  *   once in the life of an index, and the pointer directory (8 bytes per
- *   chunk: 20 KiB at 10M keys) when it doubles.
+ *   chunk: 32 KiB for the key arena of 10M 18-byte keys) when it doubles.
  *   The hash table grows (x1.5 at load 0.8, so its load stays in 0.53..0.8)
  *   or shrinks (to load 1/2 below load 1/8) INCREMENTALLY: the new table
  *   becomes `cur`, the old one stays as `old` and every put/del migrates
  *   `mig_step` (>= 16) slots of it, computed so the migration finishes long
  *   before `cur` could reach load 0.8 (after growth: within old capacity/16
- *   puts, by load 0.58).  Lookups
- *   probe `cur` then `old`.  A key leaving `old` (migrated or deleted)
+ *   puts, by load 0.58).  Lookups probe `cur` then `old`.  The part of `old`
+ *   already drained is given back to the system as the migration proceeds
+ *   (ht_release_migrated).  A key leaving `old` (migrated or deleted)
  *   leaves a tombstone there, so the probe chains of keys still in `old`
  *   stay intact; `cur` never holds tombstones (backward-shift deletion).
  *   Readers never migrate: kv_index_get is truly const, so concurrent
@@ -54,9 +55,9 @@
  *     old) and exactly one leaf slot.  count == live entries.
  *   - A table has IX_HT_MIN..IX_HT_MAX slots and at least bitlen(cap - 1) + 1
  *     id bits (ht_home's rotation is 32 - id bits).  old's slots before
- *     mig_pos are migrated: never read again, and from the first MiB on given
- *     back to the system; every key still in old is reachable from
- *     max(home, mig_pos), wrapping around to mig_pos.
+ *     mig_pos are migrated, never read again, and in tables of 256 KiB and
+ *     more given back to the system; every key still in old is reachable
+ *     from max(home, mig_pos), wrapping around to mig_pos.
  *   - Key slots and free slots never overlap and never straddle a chunk.
  *   - Separator invariant: separator i of an inner node is the id of the
  *     SMALLEST key of child i+1's subtree.  So every separator names a live
