@@ -15,7 +15,10 @@
  *             key's 32-bit hash in the remaining high bits (a "tag").  The
  *             tag lets a probe skip nearly every non-matching slot without
  *             touching the entry (a cache miss); on a tag match the entry's
- *             full 32-bit hash and then the key bytes are compared.
+ *             full 32-bit hash and then the key bytes are compared.  The
+ *             capacity is any number of slots, not a power of two: the home
+ *             slot is a multiply-shift of the hash's non-tag bits (ht_home),
+ *             so growth can take steps smaller than x2.
  *   tree      a B+tree of entry ids in key order (memcmp order, shorter key
  *             first on a common prefix).  512-byte nodes in an arena
  *             addressed by u32: leaves hold up to 126 ids and are linked left
@@ -25,16 +28,21 @@
  *
  * GROWTH WITHOUT STALLS
  *   The entry, key and node arrays are two-level: a small directory of
- *   pointers to fixed chunks (64 Ki entries = 1.5 MiB, 256 Ki words = 1 MiB,
- *   2 Ki nodes = 1 MiB).  Only chunk 0 grows by realloc (doubling from a few
- *   KiB up to the chunk size) so a tiny index stays tiny; after that growth
- *   appends a chunk and never copies.  Worst single copy: 1.5 MiB, once in
- *   the life of an index (plus the pointer directory, a few KiB).
- *   The hash table grows (x2 at load 0.8) or shrinks (/4 below load 1/16)
- *   INCREMENTALLY: the new table becomes `cur`, the old one stays as `old`
- *   and every put/del migrates `mig_step` slots of it, computed so the
- *   migration finishes long before `cur` could reach load 0.8.  Lookups
- *   probe `cur` then `old`.  A key leaving `old` (migrated or deleted)
+ *   pointers to fixed chunks (4 Ki entries = 96 KiB, 16 Ki words = 64 KiB,
+ *   128 nodes = 64 KiB: small, so that the last, partly used chunk costs
+ *   little even at 100k keys).  Only chunk 0 grows by realloc (doubling from
+ *   a few KiB up to the chunk size) so a tiny index stays tiny; after that
+ *   growth appends a chunk and never copies.  Worst single copy: 96 KiB,
+ *   once in the life of an index, and the pointer directory (8 bytes per
+ *   chunk: 32 KiB for the key arena of 10M 18-byte keys) when it doubles.
+ *   The hash table grows (x1.5 at load 0.8, so its load stays in 0.53..0.8)
+ *   or shrinks (to load 1/2 below load 1/8) INCREMENTALLY: the new table
+ *   becomes `cur`, the old one stays as `old` and every put/del migrates
+ *   `mig_step` (>= 16) slots of it, computed so the migration finishes long
+ *   before `cur` could reach load 0.8 (after growth: within old capacity/16
+ *   puts, by load 0.58).  Lookups probe `cur` then `old`.  The part of `old`
+ *   already drained is given back to the system as the migration proceeds
+ *   (ht_release_migrated).  A key leaving `old` (migrated or deleted)
  *   leaves a tombstone there, so the probe chains of keys still in `old`
  *   stay intact; `cur` never holds tombstones (backward-shift deletion).
  *   Readers never migrate: kv_index_get is truly const, so concurrent
@@ -45,6 +53,11 @@
  *     through rec_off.  live + free == id_limit.
  *   - Every live entry is referenced by exactly one hash slot (in cur or
  *     old) and exactly one leaf slot.  count == live entries.
+ *   - A table has IX_HT_MIN..IX_HT_MAX slots and at least bitlen(cap - 1) + 1
+ *     id bits (ht_home's rotation is 32 - id bits).  old's slots before
+ *     mig_pos are migrated, never read again, and in tables of 256 KiB and
+ *     more given back to the system; every key still in old is reachable
+ *     from max(home, mig_pos), wrapping around to mig_pos.
  *   - Key slots and free slots never overlap and never straddle a chunk.
  *   - Separator invariant: separator i of an inner node is the id of the
  *     SMALLEST key of child i+1's subtree.  So every separator names a live
@@ -58,6 +71,8 @@
  *     >= 63 ids, except the rightmost leaf, which may hold fewer (>= 1)
  *     because appends at the right end split 126/1 (sequential inserts fill
  *     leaves 100%).  The root is a leaf (possibly empty) or has >= 2 children.
+ *     (Not an invariant but the usual state: a full leaf first spills into a
+ *     sibling with room, so scattered inserts leave leaves ~87% full.)
  *
  * COMPLEXITY
  *   get / replace_if: O(1) expected.  put of a new key, del: O(1) hash +
@@ -66,9 +81,14 @@
  *   amortised.  An overwrite never touches the tree.
  *
  * MEMORY PER LIVE KEY (besides the key bytes rounded up to 4)
- *   entry 24 + hash 4/load (5..10, 0.4..0.8) + leaves 4/fill (4 sequential,
- *   ~5.8 random, 8 worst) + inner nodes ~0.2 => about 33..40 bytes.
- *   While the hash table migrates, the old table adds up to 5 more.
+ *   entry 24 + hash 4/load (5..7.5 at load 0.8..0.53; 6 after a bulk load,
+ *   which kv_index_reserve sizes to load 2/3) + leaves 4/fill (4.1 sequential,
+ *   ~4.7 scattered, 8.2 worst) + inner nodes ~0.1 + the last chunk of each
+ *   array (<= 224 KiB: 2.3 at 100k keys, 0.2 at 1M) => 34..37 bytes from 1M
+ *   keys up, 35..39 at 100k (tools/index_profile.sh: 18-byte keys, 20 bytes
+ *   in the arena, take 36.4 at 1M bulk-loaded, 37.0 at 10M put one by one).
+ *   While the hash table migrates, the old table adds up to 5 more at the
+ *   start, falling to nothing as the migration proceeds (ht_release_migrated).
  *   After mass deletes: tree nodes and hash table shrink; entry and key
  *   chunks are kept and reused by later inserts (ids are stable, so the
  *   entry array cannot be compacted).
@@ -81,6 +101,7 @@
  */
 #define _GNU_SOURCE /* madvise */
 #include "kv_index.h"
+#include "kv_index_hooks.h"
 #include "kv_hash.h"
 
 #include <stdlib.h>
@@ -139,13 +160,13 @@ typedef struct ix_chunks {
     uint64_t cap;         /* elements addressable: sum of chunk capacities */
 } ix_chunks;
 
-#define IX_ENT_SHIFT   16          /* 64 Ki entries (1.5 MiB) per chunk */
+#define IX_ENT_SHIFT   12          /* 4 Ki entries (96 KiB) per chunk */
 #define IX_ENT_FIRST   256
 #define IX_ENT_MAX     (1ull << 31)
-#define IX_AR_SHIFT    18          /* 256 Ki words (1 MiB) per chunk */
+#define IX_AR_SHIFT    14          /* 16 Ki words (64 KiB) per chunk */
 #define IX_AR_FIRST    256
 #define IX_AR_MAX      ((1ull << 32) - (1ull << IX_AR_SHIFT))  /* keeps IX_FREE_KEY unreachable */
-#define IX_ND_SHIFT    11          /* 2 Ki nodes (1 MiB) per chunk */
+#define IX_ND_SHIFT    7           /* 128 nodes (64 KiB) per chunk */
 #define IX_ND_FIRST    8
 #define IX_ND_MAX      (1ull << 31)
 
@@ -154,14 +175,14 @@ typedef struct ix_chunks {
 
 typedef struct ix_table {
     uint32_t *slots;      /* (tag | id + 1); 0 = empty; id bits all ones = tombstone */
-    uint32_t  mask;       /* capacity - 1; capacity is a power of two */
+    uint32_t  cap;        /* slots, any number from IX_HT_MIN to IX_HT_MAX */
     uint32_t  idmask;     /* low bits holding id + 1; ~idmask are tag bits of the hash */
+    uint32_t  rot;        /* 32 - id bits: see ht_home */
     uint32_t  used;       /* live slots (neither empty nor tombstone) */
-    uint32_t  k;          /* log2 capacity */
 } ix_table;
 
-#define IX_HT_MIN_K    4
-#define IX_HT_MAX_K    31
+#define IX_HT_MIN      16u
+#define IX_HT_MAX      (1u << 31)
 
 struct kv_index {
     ix_chunks ents;                    /* ix_entry */
@@ -179,6 +200,7 @@ struct kv_index {
     ix_table  old;                     /* table being drained, valid iff migrating */
     int       migrating;               /* 1 while old still holds keys */
     uint64_t  mig_pos;                 /* next old slot to migrate */
+    size_t    mig_released;            /* bytes of old given back to the system */
     uint64_t  mig_step;                /* old slots migrated per put/del */
 
     ix_chunks nodes;                   /* ix_node */
@@ -200,8 +222,7 @@ typedef struct ix_path {
 
 /* ------------------------------------------------------ allocation wrapper */
 
-/* Test hook (declared by the tests only, not part of the API): when >= 0, that
- * many more allocations succeed and every later one fails. */
+/* Test hook (kv_index_hooks.h). */
 long kv_index__alloc_fail_after = -1;
 
 static int ix_alloc_allowed(void)
@@ -470,19 +491,38 @@ static void node_free(kv_index *ix, uint32_t i)
 
 static inline uint64_t ht_maxload(const ix_table *t)   /* 0.8: where growth starts */
 {
-    uint64_t cap = (uint64_t)t->mask + 1;
-    return cap - cap / 5;
+    return (uint64_t)t->cap - t->cap / 5;
 }
 
 static inline uint64_t ht_hardload(const ix_table *t)  /* ~0.94: only if growth is impossible */
 {
-    uint64_t cap = (uint64_t)t->mask + 1;
-    return cap - cap / 16;
+    return (uint64_t)t->cap - t->cap / 16;
 }
 
 static inline int ht_fits(const ix_table *t, uint32_t id)
 {
     return (uint64_t)id + 1 < t->idmask;     /* idmask itself is the tombstone */
+}
+
+/* Home slot of hash h.  Multiply-shift maps 32 bits onto [0, cap) for any
+ * capacity, led by the high-order bits of its input; the hash is rotated first
+ * so that those are the bits below the tag.  The tag then stays independent of
+ * the home slot and still tells apart the keys of one probe run. */
+static inline uint32_t ht_home(const ix_table *t, uint32_t h)
+{
+    uint32_t x = (h << t->rot) | (h >> ((32 - t->rot) & 31));
+    return (uint32_t)(((uint64_t)x * t->cap) >> 32);
+}
+
+static inline uint32_t ht_next(const ix_table *t, uint32_t i)
+{
+    return i + 1 == t->cap ? 0 : i + 1;
+}
+
+/* Slots from a forward to b, wrapping at the end of the table. */
+static inline uint32_t ht_dist(const ix_table *t, uint32_t a, uint32_t b)
+{
+    return b >= a ? b - a : b + t->cap - a;
 }
 
 static unsigned bitlen32(uint64_t x) { return x ? 64u - (unsigned)__builtin_clzll(x) : 0; }
@@ -499,23 +539,24 @@ static void advise_huge(void *p, size_t n)
     (void)madvise((void *)from, to - from, MADV_HUGEPAGE);
 }
 
-static int tbl_alloc(const kv_index *ix, ix_table *t, uint32_t k)
+static int tbl_alloc(const kv_index *ix, ix_table *t, uint32_t cap)
 {
-    uint32_t *s = ix_calloc((size_t)1 << k, sizeof(uint32_t));
+    uint32_t *s = ix_calloc(cap, sizeof(uint32_t));
     if (!s)
         return KV_ENOMEM;
-    advise_huge(s, ((size_t)1 << k) * sizeof(uint32_t));
-    /* At least k+1 id bits (ids stay below 2x capacity while load <= 0.8), and
-     * twice the id space already handed out; the rest of the word is tag. */
-    unsigned bits = k + 1, b2 = bitlen32((uint64_t)ix->id_limit + 1) + 1;
+    advise_huge(s, (size_t)cap * sizeof(uint32_t));
+    /* Room for ids up to twice the capacity (ids stay below that while load <=
+     * 0.8 unless deletes left holes) and twice the id space already handed out;
+     * the rest of the word is tag. */
+    unsigned bits = bitlen32(cap - 1) + 1, b2 = bitlen32((uint64_t)ix->id_limit + 1) + 1;
     if (b2 > bits)
         bits = b2;
     if (bits > 32)
         bits = 32;
     t->slots = s;
-    t->k = k;
-    t->mask = (uint32_t)(((uint64_t)1 << k) - 1);
+    t->cap = cap;
     t->idmask = bits == 32 ? UINT32_MAX : (1u << bits) - 1;
+    t->rot = 32 - bits;
     t->used = 0;
     return 0;
 }
@@ -523,21 +564,26 @@ static int tbl_alloc(const kv_index *ix, ix_table *t, uint32_t k)
 static void tbl_insert(const kv_index *ix, ix_table *t, uint32_t h, uint32_t id)
 {
     (void)ix;
-    uint32_t i = h & t->mask;
+    uint32_t i = ht_home(t, h);
     while (t->slots[i] & t->idmask)      /* cur holds no tombstones */
-        i = (i + 1) & t->mask;
+        i = ht_next(t, i);
     t->slots[i] = (h & ~t->idmask) | (id + 1);
     t->used++;
 }
 
 /* 1 with *slot and *id when found.  Probing is bounded by the capacity so that
- * even a damaged table cannot loop forever. */
-static int tbl_find(const kv_index *ix, const ix_table *t, uint32_t h, const void *key,
-                    uint32_t klen, uint32_t *slot, uint32_t *id)
+ * even a damaged table cannot loop forever.  Slots below `floor` are not read:
+ * in old they are migrated (tombstones or empty) and possibly given back to
+ * the system (reading as empty), so a probe starts at floor at the earliest
+ * and wraps around to it. */
+static int tbl_find(const kv_index *ix, const ix_table *t, uint32_t floor, uint32_t h,
+                    const void *key, uint32_t klen, uint32_t *slot, uint32_t *id)
 {
     const uint32_t idm = t->idmask, tag = h & ~idm;
-    uint32_t i = h & t->mask;
-    for (uint64_t n = (uint64_t)t->mask + 1; n; n--, i = (i + 1) & t->mask) {
+    uint32_t i = ht_home(t, h);
+    if (i < floor)
+        i = floor;
+    for (uint32_t n = t->cap; n; n--, i = i + 1 == t->cap ? floor : i + 1) {
         uint32_t s = t->slots[i], v = s & idm;
         if (v == 0)
             return 0;
@@ -557,16 +603,16 @@ static int tbl_find(const kv_index *ix, const ix_table *t, uint32_t h, const voi
 /* Backward-shift deletion for the table without tombstones. */
 static void tbl_delete_shift(const kv_index *ix, ix_table *t, uint32_t i)
 {
-    const uint32_t mask = t->mask, idm = t->idmask;
+    const uint32_t idm = t->idmask;
     uint32_t j = i;
     for (;;) {
-        j = (j + 1) & mask;
+        j = ht_next(t, j);
         uint32_t s = t->slots[j];
         if ((s & idm) == 0)
             break;
-        uint32_t home = ent(ix, (s & idm) - 1)->hash & mask;
+        uint32_t home = ht_home(t, ent(ix, (s & idm) - 1)->hash);
         /* s may fill the hole at i unless its home lies cyclically in (i, j]. */
-        if (((j - home) & mask) >= ((j - i) & mask)) {
+        if (ht_dist(t, home, j) >= ht_dist(t, i, j)) {
             t->slots[i] = s;
             i = j;
         }
@@ -575,13 +621,40 @@ static void tbl_delete_shift(const kv_index *ix, ix_table *t, uint32_t i)
     t->used--;
 }
 
+/* Test hook (kv_index_hooks.h): the release unit below. */
+size_t kv_index__release_unit = (size_t)64 << 10;
+
+/* Give the pages of old that the migration has passed back to the system, 64
+ * KiB at a time (2 MiB, a whole huge page, in the tables advise_huge covers):
+ * the memory of a migration then falls from the old table's size to nothing
+ * as it proceeds, instead of all at its end.  Nothing reads those slots again
+ * (tbl_find's floor); were they read, they would read as empty.  Tables under
+ * four units are left alone. */
+static void ht_release_migrated(kv_index *ix)
+{
+    const ix_table *o = &ix->old;
+    const size_t bytes = (size_t)o->cap * sizeof(uint32_t);
+    const uintptr_t page = 4096, huge = (uintptr_t)2 << 20;
+    const uintptr_t unit = bytes >= 2 * huge ? huge : kv_index__release_unit;
+    if (bytes < 4 * unit)
+        return;
+    uintptr_t base = (uintptr_t)o->slots;
+    uintptr_t from = (base + page - 1) & ~(page - 1);
+    uintptr_t to = (base + (uintptr_t)ix->mig_pos * sizeof(uint32_t)) & ~(page - 1);
+    from += ix->mig_released;
+    if (to < from + unit)
+        return;
+    if (madvise((void *)from, to - from, MADV_DONTNEED) == 0)
+        ix->mig_released += to - from;
+}
+
 static void ht_migrate(kv_index *ix, uint64_t nslots)
 {
     if (!ix->migrating)
         return;
     ix_table *o = &ix->old;
     const uint32_t idm = o->idmask;
-    while (nslots && o->used && ix->mig_pos <= o->mask) {
+    while (nslots && o->used && ix->mig_pos < o->cap) {
         uint32_t s = o->slots[ix->mig_pos], v = s & idm;
         if (v != 0 && v != idm) {
             tbl_insert(ix, &ix->cur, ent(ix, v - 1)->hash, v - 1);
@@ -591,37 +664,52 @@ static void ht_migrate(kv_index *ix, uint64_t nslots)
         ix->mig_pos++;
         nslots--;
     }
-    if (o->used == 0 || ix->mig_pos > o->mask) {
+    if (o->used == 0 || ix->mig_pos >= o->cap) {
         free(o->slots);
         memset(o, 0, sizeof *o);
         ix->migrating = 0;
+        ix->mig_released = 0;
+        return;
     }
+    ht_release_migrated(ix);
 }
 
-/* Start moving everything into a new table of 2^k slots. */
-static int ht_start_resize(kv_index *ix, uint32_t k)
+/* Start moving everything into a new table of cap slots. */
+static int ht_start_resize(kv_index *ix, uint32_t cap)
 {
     ix_table t;
     if (ix->migrating)
         ht_migrate(ix, UINT64_MAX);
-    int rc = tbl_alloc(ix, &t, k);
+    int rc = tbl_alloc(ix, &t, cap);
     if (rc)
         return rc;
     ix->old = ix->cur;
     ix->cur = t;
     ix->migrating = 1;
     ix->mig_pos = 0;
+    ix->mig_released = 0;
     /* Finish within half of the inserts that cur can take before load 0.8. */
     uint64_t maxl = ht_maxload(&t);
     uint64_t ops = maxl > ix->count ? (maxl - ix->count) / 2 : 1;
     if (ops == 0)
         ops = 1;
-    uint64_t oldcap = (uint64_t)ix->old.mask + 1;
-    ix->mig_step = (oldcap + ops - 1) / ops;
-    if (ix->mig_step < 8)
-        ix->mig_step = 8;
+    ix->mig_step = (ix->old.cap + ops - 1) / ops;
+    /* At least 16: after growth the old table drains within cap/16 puts, the
+     * same share (about 1/6) of the puts between two growths as 8 slots per put
+     * had with doubling.  Migration is short, and so is the time when it costs
+     * memory and makes every miss probe two tables. */
+    if (ix->mig_step < 16)
+        ix->mig_step = 16;
     ht_migrate(ix, 0);                         /* frees old at once if it was empty */
     return 0;
+}
+
+/* Capacity after growth: x1.5, so a table right after growing is at load 0.53
+ * (7.5 bytes per key) instead of 0.4 (10 bytes) with doubling. */
+static uint32_t ht_grown_cap(uint32_t cap)
+{
+    uint64_t c = (uint64_t)cap + cap / 2;
+    return c > IX_HT_MAX ? IX_HT_MAX : (uint32_t)c;
 }
 
 /* Make sure a new key with entry id `id` can go into cur. */
@@ -634,7 +722,7 @@ static int ht_reserve(kv_index *ix, uint32_t id)
     if (ix->migrating)
         return 0;
     if ((uint64_t)ix->count + 1 > ht_maxload(&ix->cur)) {
-        int rc = ix->cur.k < IX_HT_MAX_K ? ht_start_resize(ix, ix->cur.k + 1) : KV_ENOMEM;
+        int rc = ix->cur.cap < IX_HT_MAX ? ht_start_resize(ix, ht_grown_cap(ix->cur.cap)) : KV_ENOMEM;
         if (rc == 0)
             return 0;
         /* Could not grow: keep going in the current table up to its hard load. */
@@ -642,7 +730,7 @@ static int ht_reserve(kv_index *ix, uint32_t id)
             return KV_ENOMEM;
     }
     if (!ht_fits(&ix->cur, id))
-        return ht_start_resize(ix, ix->cur.k);   /* same size, wider id field */
+        return ht_start_resize(ix, ix->cur.cap);   /* same size, wider id field */
     return 0;
 }
 
@@ -651,30 +739,34 @@ void kv_index_prefetch(const kv_index *ix, const void *key, uint32_t klen)
     if (klen > KV_INDEX_MAX_KEY)
         return;
     uint32_t h = ix_hash(key, klen);
-    __builtin_prefetch(&ix->cur.slots[h & ix->cur.mask], 1);
+    __builtin_prefetch(&ix->cur.slots[ht_home(&ix->cur, h)], 1);
 }
 
 int kv_index_reserve(kv_index *ix, uint64_t n)
 {
     if (!ix)
         return KV_EINVAL;
-    uint32_t k = ix->cur.k;
-    while (k < IX_HT_MAX_K && (((uint64_t)1 << k) - ((uint64_t)1 << k) / 5) < n)
-        k++;
-    if (k <= ix->cur.k)
+    /* Load 2/3 with n keys (n is an upper bound: hints may announce keys
+     * overwritten since): the middle of the 0.53..0.8 range that growth
+     * keeps, 6 bytes per key, with room for 20% more keys before growing. */
+    uint64_t cap = n + n / 2 + 1;
+    if (cap > IX_HT_MAX)
+        cap = IX_HT_MAX;
+    if (cap <= ix->cur.cap)
         return 0;
-    int rc = ht_start_resize(ix, k);
+    int rc = ht_start_resize(ix, (uint32_t)cap);
     if (rc == 0)
         ht_migrate(ix, UINT64_MAX);
     return rc;
 }
 
+/* Below load 1/8, shrink to load 1/2 (cheap to drain, far from both triggers). */
 static void ht_maybe_shrink(kv_index *ix)
 {
-    if (ix->migrating || ix->cur.k <= IX_HT_MIN_K || ix->count >= ((uint64_t)ix->cur.mask + 1) / 16)
+    if (ix->migrating || ix->cur.cap <= IX_HT_MIN || ix->count >= ix->cur.cap / 8)
         return;
-    uint32_t k = ix->cur.k - 2 < IX_HT_MIN_K ? IX_HT_MIN_K : ix->cur.k - 2;
-    (void)ht_start_resize(ix, k);              /* failure: keep the big table */
+    uint32_t cap = ix->count * 2 < IX_HT_MIN ? IX_HT_MIN : ix->count * 2;
+    (void)ht_start_resize(ix, cap);              /* failure: keep the big table */
 }
 
 typedef struct ix_where {
@@ -686,9 +778,9 @@ typedef struct ix_where {
 static int ix_find(const kv_index *ix, uint32_t h, const void *key, uint32_t klen, ix_where *w)
 {
     w->in_old = 0;
-    if (tbl_find(ix, &ix->cur, h, key, klen, &w->slot, &w->id))
+    if (tbl_find(ix, &ix->cur, 0, h, key, klen, &w->slot, &w->id))
         return 1;
-    if (ix->migrating && tbl_find(ix, &ix->old, h, key, klen, &w->slot, &w->id)) {
+    if (ix->migrating && tbl_find(ix, &ix->old, (uint32_t)ix->mig_pos, h, key, klen, &w->slot, &w->id)) {
         w->in_old = 1;
         return 1;
     }
@@ -789,6 +881,48 @@ static void inner_remove(ix_node *nd, uint32_t j)
     nd->n--;
 }
 
+/* A full leaf whose sibling under the same parent has room moves ids over
+ * instead of splitting (as a B*-tree does): half of the sibling's room, so the
+ * sibling keeps room for its own inserts.  Splits alone leave leaves ~70% full
+ * under scattered inserts, and at times near 50% (the leaves of a growing tree
+ * fill and split in waves); spilling keeps them around 80%.  tmp holds the
+ * leaf's IX_LEAF_MAX ids and the new one in order.  Only the parent's
+ * separators change: the leaf and its sibling are children 1.. or ..n of the
+ * same parent, so no ancestor holds their smallest key, except the leaf's
+ * when it is child 0, whose smallest key stays where it is. */
+static int leaf_spill(kv_index *ix, const ix_path *p, const uint32_t *tmp)
+{
+    const uint32_t lv = p->depth - 1, ci = p->idx[lv - 1], total = IX_LEAF_MAX + 1;
+    ix_node *lf = node(ix, p->node[lv]), *par = node(ix, p->node[lv - 1]);
+    uint32_t *ps = par->w + IX_SEP0;
+    if (ci > 0) {
+        ix_node *l = node(ix, par->w[ci - 1]);
+        uint32_t m = (IX_LEAF_MAX - l->n + 1) / 2;
+        if (m) {
+            memcpy(l->w + l->n, tmp, m * sizeof(uint32_t));
+            l->n = (uint16_t)(l->n + m);
+            memcpy(lf->w, tmp + m, (total - m) * sizeof(uint32_t));
+            lf->n = (uint16_t)(total - m);
+            ps[ci - 1] = lf->w[0];
+            return 1;
+        }
+    }
+    if (ci < par->n) {
+        ix_node *r = node(ix, par->w[ci + 1]);
+        uint32_t m = (IX_LEAF_MAX - r->n + 1) / 2;
+        if (m) {
+            memmove(r->w + m, r->w, r->n * sizeof(uint32_t));
+            memcpy(r->w, tmp + total - m, m * sizeof(uint32_t));
+            r->n = (uint16_t)(r->n + m);
+            memcpy(lf->w, tmp, (total - m) * sizeof(uint32_t));
+            lf->n = (uint16_t)(total - m);
+            ps[ci] = r->w[0];
+            return 1;
+        }
+    }
+    return 0;
+}
+
 /* Needs height + 1 reserved nodes (one split per level and a new root). */
 static void tree_insert(kv_index *ix, const ix_path *p, uint32_t id)
 {
@@ -804,9 +938,12 @@ static void tree_insert(kv_index *ix, const ix_path *p, uint32_t id)
     memcpy(tmp, lf->w, pos * sizeof(uint32_t));
     tmp[pos] = id;
     memcpy(tmp + pos + 1, lf->w + pos, (IX_LEAF_MAX - pos) * sizeof(uint32_t));
+    const int append = pos == IX_LEAF_MAX && lf->next == IX_NONE;
+    if (!append && lv > 0 && leaf_spill(ix, p, tmp))
+        return;
     /* Appending at the right end keeps the left leaf full (sequential loads
      * give 100% full leaves); otherwise split evenly. */
-    uint32_t left = (pos == IX_LEAF_MAX && lf->next == IX_NONE) ? IX_LEAF_MAX : (IX_LEAF_MAX + 1) / 2;
+    uint32_t left = append ? IX_LEAF_MAX : (IX_LEAF_MAX + 1) / 2;
     uint32_t rid = node_take(ix, NODE_LEAF);
     ix_node *r = node(ix, rid);
     memcpy(lf->w, tmp, left * sizeof(uint32_t));
@@ -1198,7 +1335,7 @@ int kv_index_new(kv_index **out)
     ix->free_node = IX_NONE;
     for (uint32_t c = 0; c <= IX_CLASSES; c++)
         ix->fhead[c] = IX_NONE;
-    if (tbl_alloc(ix, &ix->cur, IX_HT_MIN_K) || nodes_reserve(ix, 1)) {
+    if (tbl_alloc(ix, &ix->cur, IX_HT_MIN) || nodes_reserve(ix, 1)) {
         kv_index_free(ix);
         return KV_ENOMEM;
     }
@@ -1233,9 +1370,9 @@ size_t kv_index_memory(const kv_index *ix)
     m += chunks_mem(&ix->ents, sizeof(ix_entry));
     m += chunks_mem(&ix->arena, sizeof(uint32_t));
     m += chunks_mem(&ix->nodes, sizeof(ix_node));
-    m += ((size_t)ix->cur.mask + 1) * sizeof(uint32_t);
+    m += (size_t)ix->cur.cap * sizeof(uint32_t);
     if (ix->migrating)
-        m += ((size_t)ix->old.mask + 1) * sizeof(uint32_t);
+        m += (size_t)ix->old.cap * sizeof(uint32_t) - ix->mig_released;
     return m;
 }
 
@@ -1428,25 +1565,62 @@ int kv_index_next(const kv_index *ix, kv_index_cursor *cur, const uint8_t **key,
 }
 
 /* ------------------------------------------------------- test/debug hooks */
-/* Not part of the API (not in kv_index.h); the C tests declare them. */
-
-typedef struct kv_index__stats {
-    uint32_t nodes_live;      /* tree nodes in use */
-    uint32_t height;          /* tree levels */
-    uint32_t table_cap;       /* slots of cur */
-    uint32_t migrating;       /* 1 while the old table is drained */
-    uint64_t arena_words;     /* arena capacity in words */
-    uint64_t arena_free;      /* words in key free lists */
-} kv_index__stats;
+/* Not part of the API: declared in kv_index_hooks.h for the C tests and tools. */
 
 void kv_index__get_stats(const kv_index *ix, kv_index__stats *st)
 {
     st->nodes_live = ix->nodes_live;
     st->height = ix->height;
-    st->table_cap = ix->cur.mask + 1;
+    st->table_cap = ix->cur.cap;
     st->migrating = (uint32_t)ix->migrating;
     st->arena_words = ix->arena.cap;
     st->arena_free = ix->free_words;
+}
+
+void kv_index__get_profile(const kv_index *ix, kv_index__profile *pr)
+{
+    memset(pr, 0, sizeof *pr);
+    pr->fixed = sizeof *ix;
+    pr->entries = chunks_mem(&ix->ents, sizeof(ix_entry));
+    pr->keys = chunks_mem(&ix->arena, sizeof(uint32_t));
+    pr->nodes = chunks_mem(&ix->nodes, sizeof(ix_node));
+    pr->table = (size_t)ix->cur.cap * sizeof(uint32_t);
+    pr->old_table = ix->migrating ? (size_t)ix->old.cap * sizeof(uint32_t) - ix->mig_released : 0;
+    pr->table_cap = ix->cur.cap;
+    for (uint32_t id = 0; id < ix->id_limit; id++)
+        if (ent(ix, id)->key_off != IX_FREE_KEY)
+            pr->key_bytes += eklen(ent(ix, id));
+    for (uint32_t i = 0; i < ix->node_limit; i++)
+        pr->leaves += node(ix, i)->kind == NODE_LEAF;
+
+    const ix_table *t = &ix->cur;
+    uint64_t hits = 0, hit_sum = 0, miss_sum = 0, empty = t->cap;
+    for (uint32_t i = 0; i < t->cap; i++) {
+        uint32_t v = t->slots[i] & t->idmask;
+        if (v == 0) {
+            empty = i;
+            continue;
+        }
+        uint32_t len = ht_dist(t, ht_home(t, ent(ix, v - 1)->hash), i) + 1;
+        hits++;
+        hit_sum += len;
+        if (len > pr->hit_max)
+            pr->hit_max = len;
+    }
+    if (empty < t->cap) {
+        /* A miss from home slot i reads up to and including the first empty
+         * slot: walk backwards from an empty slot, counting the run. */
+        uint32_t run = 0, i = (uint32_t)empty;
+        for (uint32_t n = 0; n < t->cap; n++) {
+            run = (t->slots[i] & t->idmask) ? run + 1 : 1;
+            miss_sum += run;
+            if (run > pr->miss_max)
+                pr->miss_max = run;
+            i = i == 0 ? t->cap - 1 : i - 1;
+        }
+    }
+    pr->hit_mean = hits ? (double)hit_sum / (double)hits : 0;
+    pr->miss_mean = (double)miss_sum / t->cap;
 }
 
 typedef struct ix_chk {
@@ -1528,7 +1702,6 @@ static int chk_node(ix_chk *c, uint32_t nid, uint32_t depth, int is_root, uint32
     return 0;
 }
 
-/* 0 if every invariant holds, else 1 with a description in msg. */
 int kv_index__check(const kv_index *ix, char *msg, size_t msglen)
 {
     ix_chk c = { ix, msg, msglen, NULL, 0, IX_NONE, IX_NONE, 0, 0, IX_NONE };
@@ -1615,7 +1788,20 @@ int kv_index__check(const kv_index *ix, char *msg, size_t msglen)
     for (int t = 0; t < 1 + ix->migrating; t++) {
         const ix_table *tb = t ? &ix->old : &ix->cur;
         uint64_t used = 0;
-        for (uint64_t i = 0; i <= tb->mask; i++) {
+        unsigned bits = (unsigned)__builtin_popcount(tb->idmask);
+        if (tb->cap < IX_HT_MIN || tb->cap > IX_HT_MAX || bits < bitlen32(tb->cap - 1) + 1 ||
+            tb->idmask != (bits == 32 ? UINT32_MAX : (1u << bits) - 1) || tb->rot != 32 - bits) {
+            snprintf(msg, msglen, "table %d: capacity %u, id mask %#x, rotation %u", t, tb->cap,
+                     tb->idmask, tb->rot);
+            goto out;
+        }
+        if (t && ix->mig_pos >= tb->cap) {
+            snprintf(msg, msglen, "old table migrated to %llu of %u slots",
+                     (unsigned long long)ix->mig_pos, tb->cap);
+            goto out;
+        }
+        const uint32_t floor = t ? (uint32_t)ix->mig_pos : 0;
+        for (uint32_t i = floor; i < tb->cap; i++) {
             uint32_t s = tb->slots[i], v = s & tb->idmask;
             if (v == 0)
                 continue;
@@ -1628,18 +1814,19 @@ int kv_index__check(const kv_index *ix, char *msg, size_t msglen)
             }
             uint32_t id = v - 1;
             if (!chk_live(ix, id) || inhash[id]++) {
-                snprintf(msg, msglen, "table %d slot %llu: dead or duplicate id %u", t,
-                         (unsigned long long)i, id);
+                snprintf(msg, msglen, "table %d slot %u: dead or duplicate id %u", t,
+                         i, id);
                 goto out;
             }
             const ix_entry *e = ent(ix, id);
             if ((s & ~tb->idmask) != (e->hash & ~tb->idmask)) {
-                snprintf(msg, msglen, "table %d slot %llu: tag mismatch", t, (unsigned long long)i);
+                snprintf(msg, msglen, "table %d slot %u: tag mismatch", t, i);
                 goto out;
             }
-            for (uint32_t j = e->hash & tb->mask; j != i; j = (j + 1) & tb->mask) {
+            uint32_t j = ht_home(tb, e->hash);
+            for (j = j < floor ? floor : j; j != i; j = j + 1 == tb->cap ? floor : j + 1) {
                 if ((tb->slots[j] & tb->idmask) == 0) {
-                    snprintf(msg, msglen, "table %d slot %llu unreachable", t, (unsigned long long)i);
+                    snprintf(msg, msglen, "table %d slot %u unreachable", t, i);
                     goto out;
                 }
             }
@@ -1650,6 +1837,16 @@ int kv_index__check(const kv_index *ix, char *msg, size_t msglen)
             goto out;
         }
         inslots += used;
+    }
+    /* and the lookup itself finds every key where it is */
+    for (uint32_t id = 0; id < ix->id_limit; id++) {
+        const ix_entry *e = ent(ix, id);
+        ix_where w;
+        if (e->key_off != IX_FREE_KEY &&
+            !(ix_find(ix, e->hash, ekey(ix, e), eklen(e), &w) && w.id == id)) {
+            snprintf(msg, msglen, "entry %u: a lookup of its key fails", id);
+            goto out;
+        }
     }
     if (inslots != ix->count) {
         snprintf(msg, msglen, "hash holds %llu ids, count %u", (unsigned long long)inslots, ix->count);
