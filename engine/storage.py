@@ -126,13 +126,8 @@ _LIST_ITEM = struct.Struct("<QQQIIIIiI")
 assert _LIST_ITEM.size == ffi.sizeof("kv_list_item")
 # The same fields as 32-bit word indexes, to cut one column out of the array at C speed.
 _WORDS = _LIST_ITEM.size // 4
-_W_KEY_OFF, _W_KLEN, _W_META_OFF, _W_MLEN, _W_STATUS = 6, 7, 8, 9, 10
-
-
-def _all_zero(column: memoryview) -> bool:
-    """Whether every element of a (strided) column is 0, without an int per element."""
-    packed = column.tobytes()
-    return packed.count(0) == len(packed)
+_W_KEY_OFF, _W_KLEN, _W_META_OFF, _W_MLEN = 6, 7, 8, 9
+_LIST_EXPIRING, _LIST_META, _LIST_BAD = lib.KV_LIST_EXPIRING, lib.KV_LIST_META, lib.KV_LIST_BAD
 
 
 def _split_keys(region: bytes, sep: bytes, count: int) -> builtins.list[str] | None:
@@ -518,32 +513,33 @@ class LogStore:
     ) -> tuple[
         builtins.list[Any], builtins.list[int] | None, builtins.list[bytes | None] | None, bool
     ]:
-        # Columns are cut out of the C item array by memoryview slicing, and
-        # all-zero columns are recognised from their bytes, not key by key.
+        # Columns are cut out of the C item array by memoryview slicing; the
+        # ones the C core reports all zero are not looked at.
         tls = self._tls
         items = ffi.new("kv_list_item[]", max(limit, 1))
         n = ffi.new("uint32_t *")
         more = ffi.new("int *")
+        found = ffi.new("uint32_t *")
         rc = lib.kv_list(
             self._db, prefix, len(prefix), after, len(after), int(now), limit,
-            int(with_meta), tls.buf, items, n, more,
+            int(with_meta), tls.buf, items, n, more, found,
         )  # fmt: skip
         check(rc, "list", self.path)
         count = n[0]
         if count == 0:
             return [], None, None, bool(more[0])
+        flags = found[0]
         raw = memoryview(ffi.buffer(items, count * _LIST_ITEM.size))
         words = raw.cast("I")
-        if not _all_zero(words[_W_STATUS::_WORDS]):
+        if flags & _LIST_BAD:
             for _, seg_id, offset, *_, status, _ in _LIST_ITEM.iter_unpack(raw):
                 if status:
                     raise_error(status, "list", self._segment_path(seg_id), offset)
-        # kv_list lays the keys out back to back from offset 0, metadata after them.
         last = (count - 1) * _WORDS
         keys_end = words[last + _W_KEY_OFF] + words[last + _W_KLEN]
         meta_offs = meta_lens = None
         end = keys_end
-        if not _all_zero(words[_W_MLEN::_WORDS]):
+        if flags & _LIST_META:
             meta_offs = words[_W_META_OFF::_WORDS].tolist()
             meta_lens = words[_W_MLEN::_WORDS].tolist()
             end = max(end, max(map(add, meta_offs, meta_lens)))
@@ -553,8 +549,9 @@ class LogStore:
             keys = _split_keys(blob if end == keys_end else blob[:keys_end], prefix[:strip], count)
         if keys is None:
             keys = _slice_keys(blob, words, strip, text)
-        exp_column = raw.cast("Q")[0 :: _LIST_ITEM.size // 8]
-        exps = None if _all_zero(exp_column) else exp_column.tolist()
+        exps = None
+        if flags & _LIST_EXPIRING:
+            exps = raw.cast("Q")[0 :: _LIST_ITEM.size // 8].tolist()
         metas = None
         if meta_offs is not None and meta_lens is not None:
             metas = [

@@ -17,6 +17,7 @@ from kv_helpers import FakeClock
 
 import engine
 from engine import KeyInfo
+from engine.errors import CorruptionError
 from engine.results import key_infos
 from engine.storage import LogStore
 
@@ -141,3 +142,22 @@ def test_list_columns_without_strip_keep_bytes_and_expirations(log_store: LogSto
     assert not more
     names, exps, metas, _ = log_store.list_names(b"", b"", NOW, 10)
     assert (names, exps, metas) == (["a", "b"], [0, NOW + 5], [None, b"m"])
+
+
+def test_a_record_whose_metadata_went_bad_after_open_fails_the_page(log_store: LogStore) -> None:
+    """kv_list flags the page when an item's status is set; the page then raises
+    with the record's file and offset instead of returning."""
+    log_store.put(b"a", b"v")
+    log_store.put(b"b", b"v", meta=b"META-OF-B")
+    segments = sorted(p for p in Path(log_store.path).iterdir() if p.is_file())
+    hit = [p for p in segments if b"META-OF-B" in p.read_bytes()]
+    assert len(hit) == 1
+    data = hit[0].read_bytes()
+    offset = data.index(b"META-OF-B")
+    with open(hit[0], "r+b") as f:
+        f.seek(offset)
+        f.write(b"X")
+    with pytest.raises(CorruptionError) as exc:
+        log_store.list(b"", b"", NOW, 10)
+    assert exc.value.path == str(hit[0])
+    assert log_store.list(b"", b"", NOW, 10, with_meta=False)[0][0].key == b"a"
