@@ -76,19 +76,18 @@ static PyObject *instances(PyObject *module, PyObject *const *args, Py_ssize_t n
         PyErr_SetString(PyExc_TypeError, "instances(): cls cannot be instantiated");
         return NULL;
     }
-    /* Appended one by one: a list made at full size holds NULLs until filled,
-     * and a collection that runs meanwhile could hand it to Python code. */
+    /* The list is made at full size and holds NULLs until it is filled, so it
+     * stays out of the collector's sight (and so out of gc.get_objects() and
+     * gc.get_referrers()) until then; the objects in it are kept alive by it
+     * meanwhile, as an untracked referrer is never discounted. */
     PyObject *no_args = PyTuple_New(0);
-    PyObject *out = no_args ? PyList_New(0) : NULL;
+    PyObject *out = no_args ? PyList_New(n) : NULL;
     if (!out)
         goto fail;
+    PyObject_GC_UnTrack(out);
     for (Py_ssize_t i = 0; i < n; i++) {
         PyObject *obj = make((PyTypeObject *)cls, no_args, NULL);
-        if (!obj)
-            goto fail;
-        int appended = PyList_Append(out, obj);
-        Py_DECREF(obj);
-        if (appended < 0)
+        if (!obj || PyList_SetItem(out, i, obj) < 0)
             goto fail;
         for (Py_ssize_t j = 0; j < k; j++) {
             /* A column may change under a descriptor that runs Python code: the
@@ -104,6 +103,7 @@ static PyObject *instances(PyObject *module, PyObject *const *args, Py_ssize_t n
         }
     }
     Py_DECREF(no_args);
+    PyObject_GC_Track(out);
     return out;
 fail:
     Py_XDECREF(out);

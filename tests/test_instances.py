@@ -33,6 +33,9 @@ def test_rows_survive_a_collection_and_hold_their_values() -> None:
     rows = instances(Row, SLOTS, (values, values))
     gc.collect()
     assert all(r.a is v and r.b is v for r, v in zip(rows, values, strict=True))
+    # The list is built out of the collector's sight and must be back in it, or
+    # a cycle through it would never be collected.
+    assert gc.is_tracked(rows) and all(gc.is_tracked(r) for r in rows)
 
 
 def test_a_class_with_its_own_new_is_made_by_it() -> None:
