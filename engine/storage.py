@@ -480,8 +480,7 @@ class LogStore:
         Returns the keys and whether more follow.
         """
         keys, exps, metas, more = self._list_columns(prefix, after, now, limit, with_meta, 0, False)
-        none = [None] * len(keys)
-        listed = map(ListedKey, keys, exps or [0] * len(keys), metas or none)
+        listed = map(ListedKey, keys, exps or [0] * len(keys), metas or [None] * len(keys))
         return builtins.list(listed), more
 
     def list_names(
