@@ -198,12 +198,18 @@ int kv_get_into(kv_db *db, const char *key, uint32_t klen, uint64_t now, char *d
  * out->value_off; meta is copied into buf.  Same results as kv_get. */
 int kv_open_value(kv_db *db, const char *key, uint32_t klen, uint64_t now, kv_buf *buf,
                   kv_value *out, int *fd_out);
+/* What a listed page holds, in kv_list's *found: the caller can skip a column
+ * that is zero throughout without looking at each item. */
+#define KV_LIST_EXPIRING  1   /* some item has an expiration */
+#define KV_LIST_META      2   /* some item has metadata */
+#define KV_LIST_BAD       4   /* some item's status is set */
 /* Lists up to limit unexpired keys with the given prefix in byte order, starting
- * after `after` (alen 0: from the start of the prefix).  Keys (and metadata when
- * want_meta) go into buf; *more = 1 when more keys follow. */
+ * after `after` (alen 0: from the start of the prefix).  The keys go into buf back
+ * to back from offset 0, then the metadata when want_meta; *more = 1 when more
+ * keys follow; *found = the KV_LIST_* flags of the items. */
 int kv_list(kv_db *db, const char *prefix, uint32_t plen, const char *after, uint32_t alen,
             uint64_t now, uint32_t limit, int want_meta, kv_buf *buf, kv_list_item *items,
-            uint32_t *n_out, int *more);
+            uint32_t *n_out, int *more, uint32_t *found);
 /* Counts unexpired keys with prefix and their padded record bytes. */
 int kv_count_prefix(kv_db *db, const char *prefix, uint32_t plen, uint64_t now,
                     uint64_t *keys, uint64_t *bytes);

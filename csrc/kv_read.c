@@ -343,7 +343,7 @@ static void seek_start(kv_db *db, const char *prefix, uint32_t plen, const char 
 
 int kv_list(kv_db *db, const char *prefix, uint32_t plen, const char *after, uint32_t alen,
             uint64_t now, uint32_t limit, int want_meta, kv_buf *buf, kv_list_item *items,
-            uint32_t *n_out, int *more)
+            uint32_t *n_out, int *more, uint32_t *found)
 {
     kv_index_cursor cur;
     const uint8_t *key;
@@ -354,6 +354,7 @@ int kv_list(kv_db *db, const char *prefix, uint32_t plen, const char *after, uin
 
     *n_out = 0;
     *more = 0;
+    *found = 0;
     /* Where each listed record lives, for the metadata reads after the lock; the
      * segment pointers are taken under the lock, as compaction may retire a
      * segment's table slot once the lock is released (the pin keeps the file). */
@@ -445,6 +446,11 @@ unlock:
     free(segs);
     if (rc)
         return rc;
+    uint32_t f = 0;
+    for (uint32_t i = 0; i < n; i++)
+        f |= (items[i].expiration ? KV_LIST_EXPIRING : 0) | (items[i].mlen ? KV_LIST_META : 0) |
+             (items[i].status ? KV_LIST_BAD : 0);
+    *found = f;
     *n_out = n;
     return 0;
 }

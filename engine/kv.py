@@ -30,6 +30,7 @@ from engine.results import (
     NamespaceStats,
     StoreStats,
     ValueWithMetadata,
+    key_infos,
 )
 from engine.storage import DEFAULT_MAX_SEGMENT_BYTES, BatchOp, LogStore
 from engine.storage import StreamTooLarge as _StreamTooLarge
@@ -588,17 +589,12 @@ class Namespace:
         start = ns._prefix + after if after else b""
         plen = len(ns._prefix)
         names, exps, metas, more = ns._log.list_names(full, start, ns._clock(), n, True, plen)
-        if metas is None and not any(exps):
-            # The common page: names only, one C-level pass (KeyInfo's defaults are None).
-            keys = list(map(KeyInfo, names))
-        else:
+        expirations = None if exps is None else [exp or None for exp in exps]
+        metadata = None
+        if metas is not None:
             loads = json.loads
-            keys = [
-                KeyInfo(name, exp or None, None if meta is None else loads(meta))
-                for name, exp, meta in zip(
-                    names, exps, metas if metas is not None else [None] * len(names), strict=True
-                )
-            ]
+            metadata = [None if meta is None else loads(meta) for meta in metas]
+        keys = key_infos(names, expirations, metadata)
         if more and keys:
             return ListResult(keys, False, _encode_cursor(names[-1].encode()))
         return ListResult(keys, True, None)

@@ -126,7 +126,54 @@ _LIST_ITEM = struct.Struct("<QQQIIIIiI")
 assert _LIST_ITEM.size == ffi.sizeof("kv_list_item")
 # The same fields as 32-bit word indexes, to cut one column out of the array at C speed.
 _WORDS = _LIST_ITEM.size // 4
-_W_KEY_OFF, _W_KLEN, _W_META_OFF, _W_MLEN, _W_STATUS = 6, 7, 8, 9, 10
+_W_KEY_OFF, _W_KLEN, _W_META_OFF, _W_MLEN = 6, 7, 8, 9
+_LIST_EXPIRING, _LIST_META, _LIST_BAD = lib.KV_LIST_EXPIRING, lib.KV_LIST_META, lib.KV_LIST_BAD
+# kv_list writes every field of the items it returns: zeroing the array first is waste.
+_new_uncleared = ffi.new_allocator(should_clear_after_alloc=False)
+
+
+def _split_keys(region: bytes, sep: bytes, count: int) -> builtins.list[str] | None:
+    """The `count` keys laid back to back in region, each starting with sep, with
+    sep cut off and decoded from UTF-8; None when splitting at sep cannot be
+    trusted, and the keys must be cut out by their offsets.
+
+    One split makes every string at C speed.  It finds the key starts exactly
+    when sep cannot overlap itself (no proper prefix of sep is also its suffix):
+    then its occurrences are disjoint, split finds all of them, the key starts
+    are among them, and count + 1 pieces mean there is no other.
+    """
+    if any(sep[:i] == sep[-i:] for i in range(1, len(sep))):
+        return None
+    parts: builtins.list[str]
+    if region.isascii():
+        parts = region.decode("ascii").split(sep.decode("ascii"))
+    elif sep.isascii():
+        # An ASCII byte is never inside a UTF-8 sequence, so the keys' boundaries
+        # are character boundaries and one decode serves them all.
+        parts = region.decode().split(sep.decode())
+    else:
+        pieces = region.split(sep)
+        if len(pieces) != count + 1:
+            return None
+        parts = builtins.list(map(bytes.decode, pieces))
+    if len(parts) != count + 1:
+        return None
+    del parts[0]  # the empty piece before the first key
+    return parts
+
+
+def _slice_keys(blob: bytes, words: memoryview, strip: int, text: bool) -> builtins.list[Any]:
+    """The keys cut out of blob at the offsets of the item array's words, each
+    without its first `strip` bytes; decoded from UTF-8 when text."""
+    key_offs = words[_W_KEY_OFF::_WORDS].tolist()
+    key_lens = words[_W_KLEN::_WORDS].tolist()
+    # A comprehension slices in fewer instructions than map(slice ...) here.
+    if text and blob.isascii():
+        # Byte offsets are character offsets: one decode for the whole page.
+        chars = blob.decode("ascii")
+        return [chars[ko + strip : ko + kl] for ko, kl in zip(key_offs, key_lens, strict=True)]
+    keys = [blob[ko + strip : ko + kl] for ko, kl in zip(key_offs, key_lens, strict=True)]
+    return builtins.list(map(bytes.decode, keys)) if text else keys
 
 
 class _ThreadBuffers(threading.local):
@@ -443,7 +490,7 @@ class LogStore:
         Returns the keys and whether more follow.
         """
         keys, exps, metas, more = self._list_columns(prefix, after, now, limit, with_meta, 0, False)
-        listed = map(ListedKey, keys, exps, metas or [None] * len(keys))
+        listed = map(ListedKey, keys, exps or [0] * len(keys), metas or [None] * len(keys))
         return builtins.list(listed), more
 
     def list_names(
@@ -454,12 +501,14 @@ class LogStore:
         limit: int,
         with_meta: bool = True,
         strip: int = 0,
-    ) -> tuple[builtins.list[str], builtins.list[int], builtins.list[bytes | None] | None, bool]:
+    ) -> tuple[
+        builtins.list[str], builtins.list[int] | None, builtins.list[bytes | None] | None, bool
+    ]:
         """The KV layer's listing path, column by column: the keys (each without
         its first `strip` bytes, decoded from UTF-8: UnicodeDecodeError if one is
-        not), their expirations, their metadata (None instead of the list when no
-        key has any) and whether more follow.  Columns are cut out of the C item
-        array by memoryview slicing.
+        not), their expirations (0 = never; None instead of the list when no key
+        has one), their metadata (None instead of the list when no key has any)
+        and whether more follow.
         """
         return self._list_columns(prefix, after, now, limit, with_meta, strip, True)
 
@@ -472,46 +521,50 @@ class LogStore:
         with_meta: bool,
         strip: int,
         text: bool,
-    ) -> tuple[builtins.list[Any], builtins.list[int], builtins.list[bytes | None] | None, bool]:
+    ) -> tuple[
+        builtins.list[Any], builtins.list[int] | None, builtins.list[bytes | None] | None, bool
+    ]:
+        # Columns are cut out of the C item array by memoryview slicing; the
+        # ones the C core reports all zero are not looked at.
         tls = self._tls
-        items = ffi.new("kv_list_item[]", max(limit, 1))
+        items = _new_uncleared("kv_list_item[]", max(limit, 1))
         n = ffi.new("uint32_t *")
         more = ffi.new("int *")
+        found = ffi.new("uint32_t *")
         rc = lib.kv_list(
             self._db, prefix, len(prefix), after, len(after), int(now), limit,
-            int(with_meta), tls.buf, items, n, more,
+            int(with_meta), tls.buf, items, n, more, found,
         )  # fmt: skip
         check(rc, "list", self.path)
         count = n[0]
         if count == 0:
-            return [], [], None, bool(more[0])
+            return [], None, None, bool(more[0])
+        flags = found[0]
         raw = memoryview(ffi.buffer(items, count * _LIST_ITEM.size))
         words = raw.cast("I")
-        if any(words[_W_STATUS::_WORDS]):
+        if flags & _LIST_BAD:
             for _, seg_id, offset, *_, status, _ in _LIST_ITEM.iter_unpack(raw):
                 if status:
                     raise_error(status, "list", self._segment_path(seg_id), offset)
-        key_offs = words[_W_KEY_OFF::_WORDS].tolist()
-        key_lens = words[_W_KLEN::_WORDS].tolist()
-        meta_lens = words[_W_MLEN::_WORDS].tolist()
-        meta_offs = words[_W_META_OFF::_WORDS].tolist() if any(meta_lens) else None
-        end = key_offs[-1] + key_lens[-1]
-        if meta_offs is not None:
+        last = (count - 1) * _WORDS
+        keys_end = words[last + _W_KEY_OFF] + words[last + _W_KLEN]
+        meta_offs = meta_lens = None
+        end = keys_end
+        if flags & _LIST_META:
+            meta_offs = words[_W_META_OFF::_WORDS].tolist()
+            meta_lens = words[_W_MLEN::_WORDS].tolist()
             end = max(end, max(map(add, meta_offs, meta_lens)))
         blob = ffi.buffer(tls.buf.data, end)[:]
-        # A comprehension slices in fewer instructions than map(slice ...) here.
-        keys: builtins.list[Any]
-        if text and blob.isascii():
-            # Byte offsets are character offsets: one decode for the whole page.
-            chars = blob.decode("ascii")
-            keys = [chars[ko + strip : ko + kl] for ko, kl in zip(key_offs, key_lens, strict=True)]
-        else:
-            keys = [blob[ko + strip : ko + kl] for ko, kl in zip(key_offs, key_lens, strict=True)]
-            if text:
-                keys = builtins.list(map(bytes.decode, keys))
-        exps = raw.cast("Q")[0 :: _LIST_ITEM.size // 8].tolist()
+        keys: builtins.list[Any] | None = None
+        if text and 0 < strip <= len(prefix):
+            keys = _split_keys(blob if end == keys_end else blob[:keys_end], prefix[:strip], count)
+        if keys is None:
+            keys = _slice_keys(blob, words, strip, text)
+        exps = None
+        if flags & _LIST_EXPIRING:
+            exps = raw.cast("Q")[0 :: _LIST_ITEM.size // 8].tolist()
         metas = None
-        if meta_offs is not None:
+        if meta_offs is not None and meta_lens is not None:
             metas = [
                 blob[mo : mo + ml] if ml else None
                 for mo, ml in zip(meta_offs, meta_lens, strict=True)

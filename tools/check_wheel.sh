@@ -14,12 +14,13 @@ trap 'rm -rf "$work"' EXIT
 "$work/venv/bin/pip" install -q "$work"/dist/*.whl >"$work/pip.log" 2>&1 || { cat "$work/pip.log"; exit 1; }
 cd "$work"
 "$work/venv/bin/python" - <<'PY'
-import engine, engine._native, os, tempfile
+import engine, engine._instances, engine._native, os, tempfile
 assert "site-packages" in engine.__file__, engine.__file__
 with tempfile.TemporaryDirectory() as d, engine.open(os.path.join(d, "db")) as db:
     kv = db.namespace()
     kv.put("k", "v", metadata={"m": 1})
     assert kv.get_with_metadata("k") == engine.ValueWithMetadata("v", {"m": 1})
+    assert kv.list().keys == [engine.KeyInfo("k", None, {"m": 1})]
 print("wheel ok:", engine.__version__, os.path.basename(engine._native.__file__))
 PY
 "$work/venv/bin/kvengine" --help >/dev/null 2>&1 || { echo "kvengine console script missing or broken"; exit 1; }

@@ -94,9 +94,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     kv_buf buf = {0}, vbuf = {0};
     kv_list_item items[64];
-    uint32_t n = 0;
+    uint32_t n = 0, found = 0;
     int more = 0;
-    if (kv_list(db, "", 0, "", 0, 0, 64, 1, &buf, items, &n, &more) == 0) {
+    if (kv_list(db, "", 0, "", 0, 0, 64, 1, &buf, items, &n, &more, &found) == 0) {
         for (uint32_t i = 0; i < n; i++) {
             kv_value v;
             if (items[i].klen > KV_MAX_KEY)
