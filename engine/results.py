@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from itertools import repeat
 from typing import Any
 
-from engine._instances import instances
 from engine.storage import Damage
 from engine.storage import SegmentInfo as SegmentStats
 
@@ -18,7 +19,7 @@ class ValueWithMetadata:
     metadata: Any
 
 
-@dataclass(slots=True)  # mutable, as it always was; list pages are made by key_infos()
+@dataclass(slots=True)  # not frozen: a list page creates up to 1000, and frozen init is 5x slower
 class KeyInfo:
     """One listed key; expiration and metadata are None where the key has none."""
 
@@ -27,23 +28,35 @@ class KeyInfo:
     metadata: Any = None
 
 
-# The slot members of KeyInfo's fields, in the order of its __init__ arguments.
-_KEY_INFO_SLOTS = tuple(vars(KeyInfo)[f.name] for f in fields(KeyInfo))
+_new = object.__new__
 
 
 def key_infos(
-    names: list[str],
-    expirations: list[int | None] | None = None,
-    metadata: list[Any] | None = None,
+    names: Sequence[str],
+    expirations: Sequence[int | None] | None = None,
+    metadata: Sequence[Any] | None = None,
 ) -> list[KeyInfo]:
     """A page of KeyInfo, equal field for field to KeyInfo(name, expiration, metadata);
     a None column means None for every key.
 
-    Calling the class runs the generated __init__ as a Python call per key,
-    which costs more than the object itself; instances() makes the objects and
-    stores their fields through the slot members in one C loop instead.
+    The objects are allocated in one C-level pass and their fields assigned in
+    a plain loop: calling the class runs the generated __init__ as a Python
+    call per key, which costs more than the assignments it makes.
     """
-    return instances(KeyInfo, _KEY_INFO_SLOTS, (names, expirations, metadata))
+    keys: list[KeyInfo] = list(map(_new, repeat(KeyInfo, len(names))))
+    if expirations is None and metadata is None:
+        for key, name in zip(keys, names, strict=True):
+            key.name = name
+            key.expiration = key.metadata = None
+        return keys
+    nones = [None] * len(names)
+    exps = nones if expirations is None else expirations
+    metas = nones if metadata is None else metadata
+    for key, name, exp, meta in zip(keys, names, exps, metas, strict=True):
+        key.name = name
+        key.expiration = exp
+        key.metadata = meta
+    return keys
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,7 +14,7 @@ trap 'rm -rf "$work"' EXIT
 "$work/venv/bin/pip" install -q "$work"/dist/*.whl >"$work/pip.log" 2>&1 || { cat "$work/pip.log"; exit 1; }
 cd "$work"
 "$work/venv/bin/python" - <<'PY'
-import engine, engine._instances, engine._native, os, tempfile
+import engine, engine._native, os, tempfile
 assert "site-packages" in engine.__file__, engine.__file__
 with tempfile.TemporaryDirectory() as d, engine.open(os.path.join(d, "db")) as db:
     kv = db.namespace()
