@@ -1,6 +1,6 @@
-"""The peer comparison harness (bench/peer.py) runs end to end and writes its outputs.
+"""The benchmark harnesses (bench/peer.py, bench/anatomy.py) run end to end and report.
 
-kvengine only, at the tiny preset: this proves the harness works, it times nothing.
+At tiny sizes: this proves the harnesses work, it times nothing.
 """
 
 from __future__ import annotations
@@ -34,3 +34,17 @@ def test_peer_harness_runs_and_reports_every_workload(tmp_path: Path) -> None:
     table = (out / "peer.md").read_text()
     assert "| put 100 B |" in table and "| target | reached | met |" in table
     assert report["durability"]["kvengine"]
+
+
+def test_anatomy_times_every_layer_of_a_put_and_a_get(tmp_path: Path) -> None:
+    env = dict(os.environ, KVENGINE_BENCH_DIR=str(tmp_path))
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "anatomy.py"), "--keys", "300", "--rounds", "1"],
+        check=True, capture_output=True, text=True, env=env, timeout=120,
+    )  # fmt: skip
+    # Rows: "  kvengine <layer> <ns per call> [<ratio to the fastest peer>x]"
+    rows = [line.split() for line in done.stdout.splitlines() if line.startswith("  kvengine")]
+    layers = {r[1] for r in rows}
+    assert {"Namespace.get", "LogStore.get_value", "Namespace.put", "LogStore.put"} <= layers
+    assert all(float(r[-2] if r[-1].endswith("x") else r[-1]) > 0 for r in rows)
+    assert "pread of 136 B" in done.stdout and "pwrite of 136 B" in done.stdout
