@@ -6,19 +6,22 @@ n)``, then writes its contents before the object is shared); this module does
 the same from Python.  ``bytes(n)`` would also do, but zeroes the memory first:
 a pass over 25 MiB that costs a third of the read itself.  Nothing but the
 reader that asked for the object holds it until it is filled, and its hash is
-not computed before then.  Where ``ctypes.pythonapi`` is missing, the zeroed
-fallback keeps the same contract.
+not computed before then.  Where ``ctypes`` or ``ctypes.pythonapi`` is
+missing, the zeroed ``bytes(n)`` keeps the same contract.
 """
 
 from __future__ import annotations
 
-import ctypes
 from collections.abc import Callable
 
 from engine._ffi import ffi
 
 
 def _uninitialised() -> Callable[[int], bytes] | None:
+    try:
+        import ctypes  # absent from some minimal Python builds
+    except ImportError:
+        return None
     api = getattr(ctypes, "pythonapi", None)
     if api is None:
         return None
