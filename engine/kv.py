@@ -543,25 +543,31 @@ class Namespace:
         now = ns._store._clock()
         out: dict[str, Any] = {}
         total = 0
+        log = ns._log
         for name, k in zip(names, raw_keys, strict=True):
-            record = ns._log.get(k, now) if ns._id is not None else None
-            if record is None:
+            meta = None
+            if ns._id is None:
+                raw = None
+            elif with_metadata:
+                record = log.get(k, now)
+                raw, meta = (None, None) if record is None else (record.value, record.meta)
+            else:
+                raw = log.get_value(k, now)  # no Record, no metadata copy
+            if raw is None:
                 out[name] = None
                 continue
-            total += len(record.value)
+            total += len(raw)
             if total > v.MAX_GET_MANY_BYTES:
                 v.fail("GET_BULK", 413, "Total size of request exceeds the limit of 25MB")
             try:
-                value = decode(record.value, type)
+                value = decode(raw, type)
             except ValueError:
                 v.fail(
                     "GET_BULK",
                     400,
                     "At least one of the requested keys corresponds to a non-json value",
                 )
-            if with_metadata:
-                value = ValueWithMetadata(value, decode_metadata(record.meta))
-            out[name] = value
+            out[name] = ValueWithMetadata(value, decode_metadata(meta)) if with_metadata else value
         return out
 
     def list(
