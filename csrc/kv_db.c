@@ -341,34 +341,29 @@ static int append_one(kv_db *db, int type, const char *key, uint32_t klen, const
     kv_segfile *sf = db->segs[db->active];
     uint64_t off = sf->size;
 
+    kv_rec_begin(hdr, &r, key, meta, &st);
+    kv_xxh64_update(&st, value, (size_t)vlen);
+    kv_rec_seal(hdr, &st, key, klen, meta, mlen);
+    struct iovec iov[5] = {
+        {hdr, sizeof hdr},
+        {(void *)key, klen},
+        {(void *)meta, mlen},
+        {(void *)value, (size_t)vlen},
+        {(void *)zeros, (size_t)(padded - size)},
+    };
     if (padded <= SMALL_RECORD) {
         /* One contiguous buffer: a single-segment write costs the kernel less
          * than gathering five pieces, more than the copy costs here. */
         uint8_t rec[SMALL_RECORD];
-        uint8_t *p = rec + KV_REC_HDR_SIZE;
-        if (klen)
-            memcpy(p, key, klen);
-        if (mlen)
-            memcpy(p + klen, meta, mlen);
-        if (vlen)
-            memcpy(p + klen + mlen, value, (size_t)vlen);
-        memset(rec + size, 0, (size_t)(padded - size));
-        kv_rec_begin(rec, &r, p, p + klen, &st);
-        kv_xxh64_update(&st, p + klen + mlen, (size_t)vlen);
-        kv_rec_seal(rec, &st, p, klen, p + klen, mlen);
-        struct iovec one = {rec, (size_t)padded};
+        size_t at = 0;
+        for (int i = 0; i < 5; i++) {
+            if (iov[i].iov_len) /* a NULL base with no bytes is never copied from */
+                memcpy(rec + at, iov[i].iov_base, iov[i].iov_len);
+            at += iov[i].iov_len;
+        }
+        struct iovec one = {rec, at};
         rc = kv_io_pwritev(sf->fd, &one, 1, off);
     } else {
-        kv_rec_begin(hdr, &r, key, meta, &st);
-        kv_xxh64_update(&st, value, (size_t)vlen);
-        kv_rec_seal(hdr, &st, key, klen, meta, mlen);
-        struct iovec iov[5] = {
-            {hdr, sizeof hdr},
-            {(void *)key, klen},
-            {(void *)meta, mlen},
-            {(void *)value, (size_t)vlen},
-            {(void *)zeros, (size_t)(padded - size)},
-        };
         rc = kv_io_pwritev(sf->fd, iov, 5, off);
     }
     if (rc) {

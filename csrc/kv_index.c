@@ -1244,11 +1244,11 @@ static uint64_t bulk_nodes(uint64_t n)
  * numbers of each level, mins for each node's smallest id. */
 static void bulk_build(kv_index *ix, uint32_t *ids, uint32_t *mins, uint32_t n)
 {
-    uint32_t per_leaf_groups = (n + IX_LEAF_MAX - 1) / IX_LEAF_MAX;
+    uint32_t leaves = (n + IX_LEAF_MAX - 1) / IX_LEAF_MAX;
     uint32_t prev = IX_NONE, at = 0;
-    for (uint32_t g = 0; g < per_leaf_groups; g++) {
+    for (uint32_t g = 0; g < leaves; g++) {
         /* Even split: every leaf gets floor or ceil of n / groups, at least 63. */
-        uint32_t take = n / per_leaf_groups + (g < n % per_leaf_groups);
+        uint32_t take = n / leaves + (g < n % leaves);
         uint32_t leaf = node_take(ix, NODE_LEAF);
         ix_node *nd = node(ix, leaf);
         memcpy(nd->w, ids + at, (size_t)take * sizeof(uint32_t));
@@ -1260,7 +1260,7 @@ static void bulk_build(kv_index *ix, uint32_t *ids, uint32_t *mins, uint32_t n)
         ids[g] = leaf;                 /* at >= g: the ids read above are behind us */
         at += take;
     }
-    uint32_t level = per_leaf_groups, height = 1;
+    uint32_t level = leaves, height = 1;
     while (level > 1) {
         uint32_t groups = (level + IX_INNER_CHILD - 1) / IX_INNER_CHILD;
         at = 0;
