@@ -49,6 +49,8 @@ typedef struct kv_options {
     uint64_t max_segment_bytes;  /* roll over to a new segment past this size */
     int32_t  sync_mode;          /* KV_SYNC_* */
     int32_t  readonly;           /* 1: no lock, no writes, no repairs */
+    int32_t  reserved;           /* zero */
+    uint64_t read_cache_bytes;   /* memory for recently read small records; 0: none */
 } kv_options;
 
 /* A growable buffer the core fills; owned by the caller, freed by kv_buf_free. */
@@ -113,6 +115,10 @@ typedef struct kv_stats {
     uint64_t syncs;                /* fdatasync calls since open */
     uint64_t hinted_segments;      /* segments loaded from their hint file at open */
     uint64_t hints_rejected;       /* hint files found invalid at open (segment scanned) */
+    uint64_t cache_hits;           /* reads served by the record cache since open */
+    uint64_t cache_misses;         /* reads of records up to KV_GET_TL_MAX that were not */
+    uint64_t cache_bytes;          /* memory the record cache holds */
+    uint64_t cache_records;        /* records in it */
 } kv_stats;
 
 typedef struct kv_seg_info {

@@ -663,6 +663,11 @@ int kv_open(const char *path, const kv_options *opt, kv_db **out)
     }
     if ((rc = kv_index_new(&db->ix)) != 0)
         goto fail;
+    db->cache = kv_cache_new(opt->read_cache_bytes);
+    if (opt->read_cache_bytes && !db->cache) {
+        rc = KV_ENOMEM;
+        goto fail;
+    }
     if ((rc = open_dir(path, db->readonly, &db->dirfd)) != 0)
         goto fail;
     if (!db->readonly) {
@@ -799,6 +804,8 @@ int kv_close(kv_db *db)
     }
     kv_index_free(db->ix);
     db->ix = NULL;
+    kv_cache_free(db->cache); /* after the wait above: no reader is left in it */
+    db->cache = NULL;
     if (db->dirfd >= 0)
         kv_io_close(db->dirfd);
     if (db->lockfd >= 0)

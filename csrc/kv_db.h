@@ -24,6 +24,7 @@
 #include <stdint.h>
 
 #include "kv.h"
+#include "kv_cache.h"
 #include "kv_hint.h"
 #include "kv_index.h"
 #include "kv_segment.h"
@@ -89,6 +90,7 @@ struct kv_db {
     uint32_t         pending_cap;
     uint64_t         hinted_segs;  /* loaded from hints at open */
     uint64_t         hints_bad;    /* hints rejected at open */
+    kv_cache        *cache;        /* recently read records; NULL: none (kv_cache.h) */
 };
 
 /* kv_db.c */

@@ -6,7 +6,8 @@
  * read never holds up the writer.  Every record read is checked before its
  * bytes are handed out: header and key (hcheck, plus the key compared with the
  * one asked for) and the value (check).  A mismatch is KV_ECORRUPT naming the
- * segment and offset, never data.
+ * segment and offset, never data.  Small records that passed go into the
+ * record cache (kv_cache.h), whose copies later gets use instead of the file.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -127,20 +128,30 @@ static int read_value(int fd, const uint8_t *head, const kv_rec *r, uint64_t vof
     return rc;
 }
 
-/* Reads the whole record at loc into buf and checks it (header, key, value). */
-static int read_record(const kv_segfile *sf, const kv_loc *loc, const char *key, uint32_t klen,
-                       kv_buf *buf, kv_value *out)
+/* Reads the whole record at loc into buf and checks it (header, key, value),
+ * from the record cache when it holds the record: its copy passed the same
+ * checks when it was read, so only the header is checked again (a cheap guard
+ * that the index and the cache agree on the key). */
+static int read_record(kv_cache *cache, const kv_segfile *sf, const kv_loc *loc, const char *key,
+                       uint32_t klen, kv_buf *buf, kv_value *out)
 {
     kv_rec r;
     size_t got;
     int rc = buf_reserve(buf, loc->rec_len);
-    if (!rc)
-        rc = kv_io_pread(sf->fd, buf->data, loc->rec_len, loc->rec_off, &got);
     if (rc)
         return rc;
-    if (got != loc->rec_len || !header_matches(buf->data, got, loc, key, klen, &r) ||
-        !kv_rec_body_ok(buf->data, &r))
-        return KV_ECORRUPT;
+    if (kv_cache_get(cache, sf->id, loc->rec_off, loc->rec_len, buf->data)) {
+        if (!header_matches(buf->data, loc->rec_len, loc, key, klen, &r))
+            return KV_ECORRUPT;
+    } else {
+        rc = kv_io_pread(sf->fd, buf->data, loc->rec_len, loc->rec_off, &got);
+        if (rc)
+            return rc;
+        if (got != loc->rec_len || !header_matches(buf->data, got, loc, key, klen, &r) ||
+            !kv_rec_body_ok(buf->data, &r))
+            return KV_ECORRUPT;
+        kv_cache_put(cache, sf->id, loc->rec_off, buf->data, loc->rec_len);
+    }
     fill_value(out, &r, (uint64_t)KV_REC_HDR_SIZE + r.klen + r.mlen);
     return 0;
 }
@@ -153,7 +164,8 @@ int kv_get(kv_db *db, const char *key, uint32_t klen, uint64_t now, kv_buf *buf,
     if (rc)
         return rc;
     describe(out, sf, &loc);
-    rc = (loc.flags & KV_LOC_CORRUPT) ? KV_ECORRUPT : read_record(sf, &loc, key, klen, buf, out);
+    rc = (loc.flags & KV_LOC_CORRUPT) ? KV_ECORRUPT
+                                      : read_record(db->cache, sf, &loc, key, klen, buf, out);
     kv_db_unpin(sf);
     return rc;
 }
@@ -222,7 +234,7 @@ int64_t kv_get_tl(kv_db *db, const char *key, uint32_t klen, uint64_t now)
     if (loc.flags & KV_LOC_CORRUPT) {
         rc = KV_ECORRUPT;
     } else if (loc.rec_len <= KV_GET_TL_MAX) {
-        rc = read_record(sf, &loc, key, klen, &t->buf, &t->out);
+        rc = read_record(db->cache, sf, &loc, key, klen, &t->buf, &t->out);
     } else {
         /* Too large for this thread's buffer, which would then stay that large:
          * only the head is read, for the caller to size the value and read it
@@ -557,6 +569,12 @@ int kv_stats_get(kv_db *db, uint64_t now, kv_stats *out)
     out->syncs = __atomic_load_n(&db->syncs, __ATOMIC_RELAXED);
     out->hinted_segments = db->hinted_segs;
     out->hints_rejected = db->hints_bad;
+    kv_cache_stats cs;
+    kv_cache_stats_get(db->cache, &cs);
+    out->cache_hits = cs.hits;
+    out->cache_misses = cs.misses;
+    out->cache_bytes = cs.bytes;
+    out->cache_records = cs.records;
 out:
     pthread_rwlock_unlock(&db->ixlock);
     pthread_mutex_unlock(&db->wlock);

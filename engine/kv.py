@@ -28,11 +28,17 @@ from engine.results import (
     KeyInfo,
     ListResult,
     NamespaceStats,
+    ReadCacheStats,
     StoreStats,
     ValueWithMetadata,
     key_infos,
 )
-from engine.storage import DEFAULT_MAX_SEGMENT_BYTES, BatchOp, LogStore
+from engine.storage import (
+    DEFAULT_MAX_SEGMENT_BYTES,
+    DEFAULT_READ_CACHE_BYTES,
+    BatchOp,
+    LogStore,
+)
 from engine.storage import StreamTooLarge as _StreamTooLarge
 from engine.values import as_buffer, decode, decode_metadata, stream_chunks
 
@@ -52,6 +58,7 @@ def open(
     enforce_write_rate_limit: bool = False,
     max_segment_bytes: int = DEFAULT_MAX_SEGMENT_BYTES,
     auto_compact: bool = True,
+    read_cache_bytes: int = DEFAULT_READ_CACHE_BYTES,
 ) -> Store:
     """Opens (creating unless readonly) the store in directory path.
 
@@ -67,6 +74,8 @@ def open(
             second with KVError 429, as Workers KV does.
         max_segment_bytes: segment size at which a new segment is started.
         auto_compact: reclaim dead space in a background thread.
+        read_cache_bytes: memory for recently read records up to 64 KiB, so
+            that a repeated get makes no system call; 0 turns the cache off.
 
     Raises:
         StoreLockedError: another process has the store open for writing.
@@ -80,6 +89,7 @@ def open(
         enforce_write_rate_limit=enforce_write_rate_limit,
         max_segment_bytes=max_segment_bytes,
         auto_compact=auto_compact,
+        read_cache_bytes=read_cache_bytes,
     )
 
 
@@ -96,6 +106,7 @@ class Store:
         enforce_write_rate_limit: bool = False,
         max_segment_bytes: int = DEFAULT_MAX_SEGMENT_BYTES,
         auto_compact: bool = True,
+        read_cache_bytes: int = DEFAULT_READ_CACHE_BYTES,
     ) -> None:
         self._clock: Clock = clock if clock is not None else time.time
         self._log = LogStore(
@@ -105,6 +116,7 @@ class Store:
             max_segment_bytes=max_segment_bytes,
             auto_compact=auto_compact and not readonly,
             clock=self._clock,
+            read_cache_bytes=read_cache_bytes,
         )
         try:
             self._catalog = Catalog(self._log)
@@ -218,6 +230,12 @@ class Store:
             segments=log.segments(now),
             torn_bytes_cut=raw["torn_bytes_cut"],
             damage=log.damage(),
+            read_cache=ReadCacheStats(
+                hits=raw["cache_hits"],
+                misses=raw["cache_misses"],
+                bytes=raw["cache_bytes"],
+                records=raw["cache_records"],
+            ),
         )
 
     def compact(

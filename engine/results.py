@@ -92,6 +92,21 @@ class NamespaceStats:
 
 
 @dataclass(frozen=True, slots=True)
+class ReadCacheStats:
+    """The record cache of this handle since it was opened (``read_cache_bytes``).
+
+    ``hits`` are gets served from memory; ``misses`` are gets of records small
+    enough to be cached that were read from disk.  ``bytes`` is the memory the
+    cache holds, its bookkeeping included.
+    """
+
+    hits: int = 0
+    misses: int = 0
+    bytes: int = 0
+    records: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class StoreStats:
     """A snapshot of what the store holds and what it could reclaim.
 
@@ -112,6 +127,7 @@ class StoreStats:
     segments: list[SegmentStats]
     torn_bytes_cut: int
     damage: list[Damage] = field(default_factory=list)
+    read_cache: ReadCacheStats = field(default_factory=ReadCacheStats)
 
     @property
     def reclaimable_bytes(self) -> int:
