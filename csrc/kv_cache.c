@@ -6,8 +6,14 @@
  * chained hash table plus a ring of its entries for eviction by CLOCK (second
  * chance): a hit only sets the entry's bit and never relinks anything, and the
  * hand evicts the first entry whose bit is clear, clearing bits as it passes.
- * A new entry starts with its bit clear, so records read once (a scan) leave
- * before records read again.
+ * A new entry starts with its bit clear, so records read once more leave
+ * before records read often.
+ *
+ * In front of the shards sits a doorkeeper: one bit per hashed location,
+ * set on a record's first read.  Only a record whose bit was already set is
+ * looked up or kept, so a cold read costs one bit test, with no lock, no
+ * allocation and no eviction.  The bits are cleared every half-table of first
+ * reads, so that stale marks do not admit everything.
  */
 #include "kv_cache.h"
 
@@ -23,6 +29,8 @@
 #define MAX_RECORD ((uint32_t)64 << 10)
 /* What malloc keeps beside each block, charged to the budget with it. */
 #define MALLOC_OVERHEAD 16u
+#define MIN_MARK_BITS ((uint64_t)1 << 12)
+#define MAX_MARK_BITS ((uint64_t)1 << 30)
 
 typedef struct entry {
     struct entry *chain;                 /* next in the bucket */
@@ -45,9 +53,12 @@ typedef struct shard {
 } shard;
 
 struct kv_cache {
-    shard    shards[SHARDS];
-    uint64_t shard_budget;
-    uint32_t max_record;
+    shard     shards[SHARDS];
+    uint64_t  shard_budget;
+    uint32_t  max_record;
+    uint64_t *marks;        /* the doorkeeper's bits */
+    uint64_t  mark_mask;    /* bits - 1, a power of two minus one */
+    uint64_t  first_reads;  /* reads that set a mark (atomic) */
 };
 
 static uint64_t mix(uint64_t seg_id, uint64_t off)
@@ -64,6 +75,16 @@ static uint64_t cost(uint32_t len)
     return sizeof(entry) + len + MALLOC_OVERHEAD;
 }
 
+/* About two marks per record the budget holds, so that half a table of
+ * first reads is more than the cache can keep. */
+static uint64_t mark_bits(uint64_t budget)
+{
+    uint64_t bits = MIN_MARK_BITS;
+    while (bits < MAX_MARK_BITS && bits < budget / 64)
+        bits *= 2;
+    return bits;
+}
+
 kv_cache *kv_cache_new(uint64_t budget)
 {
     if (budget == 0)
@@ -72,6 +93,14 @@ kv_cache *kv_cache_new(uint64_t budget)
     if (!c)
         return NULL;
     memset(c, 0, sizeof *c);
+    uint64_t bits = mark_bits(budget);
+    c->marks = calloc(bits / 64, sizeof *c->marks);
+    if (!c->marks) {
+        free(c);
+        return NULL;
+    }
+    c->mark_mask = bits - 1;
+    budget = budget > bits / 8 ? budget - bits / 8 : 0;
     c->shard_budget = budget / SHARDS;
     c->max_record = c->shard_budget / 4 < MAX_RECORD ? (uint32_t)(c->shard_budget / 4) : MAX_RECORD;
     for (uint32_t i = 0; i < SHARDS; i++)
@@ -93,7 +122,28 @@ void kv_cache_free(kv_cache *c)
         free(s->buckets);
         pthread_mutex_destroy(&s->lock);
     }
+    free(c->marks);
     free(c);
+}
+
+int kv_cache_seen(kv_cache *c, uint64_t seg_id, uint64_t off)
+{
+    if (!c)
+        return 0;
+    /* Bits of the hash that neither the shard (top 4) nor a small bucket
+     * array (lowest) uses. */
+    uint64_t bit = (mix(seg_id, off) >> 24) & c->mark_mask;
+    uint64_t *word = &c->marks[bit / 64], m = (uint64_t)1 << (bit % 64);
+    if (__atomic_load_n(word, __ATOMIC_RELAXED) & m)
+        return 1;
+    __atomic_fetch_or(word, m, __ATOMIC_RELAXED);
+    uint64_t n = __atomic_add_fetch(&c->first_reads, 1, __ATOMIC_RELAXED);
+    /* Racing readers may set a bit while this clears: a lost mark costs one
+     * more read from disk, nothing else. */
+    if (n % ((c->mark_mask + 1) / 2) == 0)
+        for (uint64_t i = 0; i <= c->mark_mask / 64; i++)
+            __atomic_store_n(&c->marks[i], 0, __ATOMIC_RELAXED);
+    return 0;
 }
 
 static entry **chain_of(shard *s, uint64_t h)
@@ -241,6 +291,8 @@ void kv_cache_stats_get(kv_cache *c, kv_cache_stats *out)
     memset(out, 0, sizeof *out);
     if (!c)
         return;
+    out->misses = __atomic_load_n(&c->first_reads, __ATOMIC_RELAXED);
+    out->bytes = (c->mark_mask + 1) / 8;
     for (uint32_t i = 0; i < SHARDS; i++) {
         shard *s = &c->shards[i];
         pthread_mutex_lock(&s->lock);

@@ -140,7 +140,8 @@ static int read_record(kv_cache *cache, const kv_segfile *sf, const kv_loc *loc,
     int rc = buf_reserve(buf, loc->rec_len);
     if (rc)
         return rc;
-    if (kv_cache_get(cache, sf->id, loc->rec_off, loc->rec_len, buf->data)) {
+    int seen = kv_cache_seen(cache, sf->id, loc->rec_off);
+    if (seen && kv_cache_get(cache, sf->id, loc->rec_off, loc->rec_len, buf->data)) {
         if (!header_matches(buf->data, loc->rec_len, loc, key, klen, &r))
             return KV_ECORRUPT;
     } else {
@@ -150,7 +151,8 @@ static int read_record(kv_cache *cache, const kv_segfile *sf, const kv_loc *loc,
         if (got != loc->rec_len || !header_matches(buf->data, got, loc, key, klen, &r) ||
             !kv_rec_body_ok(buf->data, &r))
             return KV_ECORRUPT;
-        kv_cache_put(cache, sf->id, loc->rec_off, buf->data, loc->rec_len);
+        if (seen)
+            kv_cache_put(cache, sf->id, loc->rec_off, buf->data, loc->rec_len);
     }
     fill_value(out, &r, (uint64_t)KV_REC_HDR_SIZE + r.klen + r.mlen);
     return 0;

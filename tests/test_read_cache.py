@@ -22,7 +22,21 @@ VALUE = b"v" * 100
 
 
 def cache(db: engine.Store) -> engine.ReadCacheStats:
-    return db.stats().read_cache
+    """The counters alone: Store.stats() reads the namespace catalog, which counts too."""
+    raw = db._log.stats(0)
+    return engine.ReadCacheStats(
+        raw["cache_hits"], raw["cache_misses"], raw["cache_bytes"], raw["cache_records"]
+    )
+
+
+def test_store_stats_show_the_cache(store_path: Path) -> None:
+    with engine.open(store_path) as db:
+        ns = db.namespace()
+        ns.put("k", VALUE)
+        for _ in range(3):
+            ns.get("k")
+        st = db.stats().read_cache
+        assert st.hits >= 1 and st.records >= 1 and st.bytes > len(VALUE)
 
 
 def flip_byte_of(store_path: Path, needle: bytes) -> None:
@@ -40,23 +54,40 @@ def flip_byte_of(store_path: Path, needle: bytes) -> None:
     raise AssertionError(f"{needle!r} is in no segment")
 
 
-def test_a_second_get_is_a_hit(store_path: Path) -> None:
+def test_kept_from_the_second_read_served_from_the_third(store_path: Path) -> None:
     with engine.open(store_path) as db:
         ns = db.namespace()
         for i in range(100):
             ns.put(f"k{i}", VALUE + b"%d" % i)
-        for _ in range(2):
+        expected = [(0, 100, 0), (0, 200, 100), (100, 200, 100), (200, 200, 100)]
+        for hits_misses_records in expected:
             for i in range(100):
                 assert ns.get(f"k{i}", "bytes") == VALUE + b"%d" % i
-        st = cache(db)
-        assert (st.hits, st.misses, st.records) == (100, 100, 100)
+            st = cache(db)
+            assert (st.hits, st.misses, st.records) == hits_misses_records
         assert 100 * 100 < st.bytes < engine.storage.DEFAULT_READ_CACHE_BYTES
+
+
+def test_records_read_once_are_not_kept(store_path: Path) -> None:
+    with engine.open(store_path) as db:
+        ns = db.namespace()
+        for i in range(20_000):
+            ns.put(f"k{i}", VALUE)
+        empty = cache(db).bytes
+        for i in range(20_000):
+            ns.get(f"k{i}", "bytes")
+        st = cache(db)
+        assert (st.hits, st.misses) == (0, 20_000)
+        # Only where two locations share a mark (hash collisions) is a record kept.
+        assert st.records < 20_000 // 50
+        assert st.bytes < empty + 20_000 // 50 * 300
 
 
 def test_metadata_reads_share_the_cache(store_path: Path) -> None:
     with engine.open(store_path) as db:
         ns = db.namespace()
         ns.put("k", "value", metadata={"m": 1})
+        assert ns.get("k") == "value"
         assert ns.get("k") == "value"
         got = ns.get_with_metadata("k", "text")
         assert (got.value, got.metadata) == ("value", {"m": 1})
@@ -116,11 +147,15 @@ def test_compaction_and_reopen_after_cached_reads(store_path: Path) -> None:
             del model[f"k{i}"]
             ns.delete(f"k{i}")
         db.compact()
-        # Every record moved to a new segment: no old location is asked for again.
+        # Every record moved to a new segment: no old location is asked for again,
+        # so the new ones are kept from their second read and served from the third
+        # (give or take a few that share a first-read mark with another record).
         hits = cache(db).hits
-        for i in range(500):
-            assert ns.get(f"k{i}", "bytes") == model.get(f"k{i}")
-        assert cache(db).hits == hits
+        for _ in range(2):
+            for i in range(500):
+                assert ns.get(f"k{i}", "bytes") == model.get(f"k{i}")
+        assert cache(db).hits - hits < 10
+        hits = cache(db).hits
         for i in range(500):
             assert ns.get(f"k{i}", "bytes") == model.get(f"k{i}")
         assert cache(db).hits == hits + len(model)
@@ -128,7 +163,6 @@ def test_compaction_and_reopen_after_cached_reads(store_path: Path) -> None:
         ns = db.namespace()
         for i in range(500):
             assert ns.get(f"k{i}", "bytes") == model.get(f"k{i}")
-        assert cache(db).hits == 0
 
 
 def test_memory_stays_within_the_budget(store_path: Path) -> None:
@@ -187,6 +221,7 @@ def test_damage_after_a_checked_read(store_path: Path, cache_bytes: int) -> None
         ns = db.namespace()
         ns.put("k", needle)
         db.sync()
+        assert ns.get("k", "bytes") == needle
         assert ns.get("k", "bytes") == needle
         flip_byte_of(store_path, needle)
         if cache_bytes:
