@@ -171,6 +171,11 @@ int kv_write_batch(kv_db *db, const kv_op *ops, uint32_t n);
 /* Makes every write acknowledged so far durable (fdatasync). */
 int kv_sync(kv_db *db);
 
+/* `now` of the reads below (kv_get, kv_get_tl, kv_get_into, kv_open_value):
+ * seconds since the epoch, or KV_NOW_SYSTEM for the system's real-time clock
+ * read by the core itself, which spares a caller with no clock of its own a
+ * clock call and a conversion per read. */
+#define KV_NOW_SYSTEM   0xFFFFFFFFFFFFFFFF
 /* Reads the newest value of key into buf.  0 found; KV_ENOTFOUND when absent or
  * expired at now; KV_ECORRUPT when the record failed its checksum (out->seg_id
  * and out->offset name it). */

@@ -15,6 +15,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "kv_buf.h"
@@ -33,6 +34,12 @@ static int locate(kv_db *db, const char *key, uint32_t klen, uint64_t now, kv_lo
     int rc = 0;
     if (klen > KV_MAX_KEY)
         return KV_ENOTFOUND;
+    if (now == KV_NOW_SYSTEM) {
+        /* The clock Python's time.time() reads, truncated as int() does. */
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        now = ts.tv_sec > 0 ? (uint64_t)ts.tv_sec : 0;
+    }
     pthread_rwlock_rdlock(&db->ixlock);
     if (db->closed)
         rc = KV_ECLOSED;

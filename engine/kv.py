@@ -490,7 +490,7 @@ class Namespace:
             except UnicodeEncodeError:
                 k = b""
             if 0 < len(k) <= _MAX_KEY_BYTES and k != b"." and k != b"..":
-                raw = self._log.get_value(self._prefix + k, self._clock())
+                raw = self._log.get_value(self._prefix + k)  # at the store's clock
                 if raw is None or type == "bytes" or type == "arrayBuffer":
                     return raw
                 return decode(raw, type)

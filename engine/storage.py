@@ -55,6 +55,7 @@ _unpack = ffi.unpack
 _GET_MISSING = lib.KV_GET_MISSING
 _GET_LARGE = lib.KV_GET_LARGE
 _GET_FAILED = lib.KV_GET_FAILED
+_NOW_SYSTEM = lib.KV_NOW_SYSTEM
 
 
 class Record(NamedTuple):
@@ -260,6 +261,8 @@ class LogStore:
         self.sync_mode = sync
         self.auto_compact = auto_compact and not readonly
         self.clock = clock if clock is not None else time.time
+        # With time.time as its clock a read lets the C core read that clock.
+        self._read_now: int | None = _NOW_SYSTEM if self.clock is time.time else None
         self.compaction_policy = compaction_policy or CompactionPolicy()
         opts = ffi.new("kv_options *")
         opts.max_segment_bytes = max_segment_bytes
@@ -441,18 +444,26 @@ class LogStore:
                 return Record(got[0], meta, expiration)
             # Overwritten between the metadata's read and the value's: both again.
 
-    def get_value(self, key: bytes, now: float) -> bytes | None:
-        """The value of key alone (no metadata, no Record): the KV layer's plain get."""
+    def get_value(self, key: bytes, now: float | None = None) -> bytes | None:
+        """The value of key alone (no metadata, no Record): the KV layer's plain get.
+
+        now: seconds since the epoch for expiry; None asks the store's clock."""
         # One crossing into C per hit or miss: the C core reads into this
         # thread's own buffer, so no buffer or out struct is passed or read here.
-        n = _get_tl(self._db, key, len(key), int(now))
+        if now is None:
+            t = self._read_now
+            if t is None:
+                t = int(self.clock())
+        else:
+            t = int(now)
+        n = _get_tl(self._db, key, len(key), t)
         if n >= 0:
             value: bytes = _unpack(_get_tl_data(), n)
             return value
         if n == _GET_MISSING:
             return None
         if n == _GET_LARGE:
-            got = self._read_large(key, int(now), lib.kv_get_tl_value().vlen)
+            got = self._read_large(key, t, lib.kv_get_tl_value().vlen)
             return None if got is None else got[0]
         self._raise_read_error(lib.kv_get_tl_rc(), lib.kv_get_tl_value())
 

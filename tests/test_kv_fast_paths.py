@@ -258,3 +258,45 @@ def test_list_pages_of_ascii_and_other_keys_in_low_and_high_namespace_ids(store)
             cursor = page.cursor
         assert seen == keys
         assert [k.name for k in ns.list(prefix="a00").keys] == [f"a00{i}" for i in range(7)]
+
+
+def test_the_system_clock_read_in_c_judges_expiry(tmp_path: Path) -> None:
+    """With time.time as its clock, a plain get lets the C core read the clock
+    (KV_NOW_SYSTEM): it must see what time.time() sees."""
+    import time
+
+    from engine.storage import LogStore
+
+    log = LogStore(tmp_path / "log")
+    try:
+        now = int(time.time())
+        log.put(b"past", b"a", expiration=now - 1)
+        log.put(b"future", b"b", expiration=now + 3600)
+        log.put(b"never", b"c")
+        for _ in range(3):  # the third read of each is served by the record cache
+            assert log.get_value(b"past") is None
+            assert log.get_value(b"future") == b"b"
+            assert log.get_value(b"never") == b"c"
+        assert log.get_value(b"past", now - 2) == b"a"  # an explicit now still wins
+        assert log.get_value(b"future", now + 3600) is None
+    finally:
+        log.close()
+    with engine.open(tmp_path / "kv") as db:
+        ns = db.namespace()
+        ns.put("k", "v", expiration=int(time.time()) + 61)
+        assert ns.get("k") == "v"
+
+
+def test_a_custom_clock_is_asked_on_every_plain_get(tmp_path: Path) -> None:
+    calls = []
+
+    def clock() -> float:
+        calls.append(1)
+        return 1_000_000.0
+
+    with engine.open(tmp_path / "kv", clock=clock) as db:
+        ns = db.namespace()
+        ns.put("k", "v", expiration_ttl=60)
+        before = len(calls)
+        assert ns.get("k") == "v"
+        assert len(calls) == before + 1
