@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -81,6 +82,9 @@ static void describe(kv_value *out, const kv_segfile *sf, const kv_loc *loc)
 #define HEAD_MAX ((size_t)KV_REC_HDR_SIZE + KV_MAX_KEY + KV_MAX_META)
 /* Bytes of a value read (and hashed) per pread: small enough to stay in L2. */
 #define VALUE_CHUNK ((size_t)256 << 10)
+/* Smallest value read by two threads: below it, starting a thread costs more
+ * than the overlap saves. */
+#define PIPELINE_MIN ((uint64_t)4 << 20)
 
 /* Reads the header, key and metadata of the record at loc into buf and checks
  * them (hcheck, and the key is the one asked for).  0, KV_ECORRUPT or an errno. */
@@ -107,11 +111,75 @@ static void fill_value(kv_value *out, const kv_rec *r, uint64_t value_off)
     out->vlen = r->vlen;
 }
 
+/* A value read by a second thread while the caller hashes what it has read:
+ * the copy out of the page cache and the checksum pass, each about as fast as
+ * the other, overlap instead of adding up.  The hash stays one sequential
+ * pass (XXH64 cannot be split), a chunk behind the reads. */
+typedef struct value_reader {
+    int       fd;
+    uint8_t  *dst;
+    uint64_t  voff, vlen;
+    uint64_t  done;      /* bytes in dst so far (atomic: release by the reader) */
+    int       finished;  /* the reader is done; rc is final (atomic) */
+    int       stop;      /* the hasher gave up: read no further (atomic) */
+    int       rc;
+} value_reader;
+
+static void *value_reader_main(void *arg)
+{
+    value_reader *vr = arg;
+    size_t got;
+    int rc = 0;
+    for (uint64_t pos = 0; pos < vr->vlen && !__atomic_load_n(&vr->stop, __ATOMIC_RELAXED);
+         pos += got) {
+        size_t want = vr->vlen - pos < VALUE_CHUNK ? (size_t)(vr->vlen - pos) : VALUE_CHUNK;
+        rc = kv_io_pread(vr->fd, vr->dst + pos, want, vr->voff + pos, &got);
+        if (!rc && got != want)
+            rc = KV_ECORRUPT;
+        if (rc)
+            break;
+        __atomic_store_n(&vr->done, pos + got, __ATOMIC_RELEASE);
+    }
+    vr->rc = rc;
+    __atomic_store_n(&vr->finished, 1, __ATOMIC_RELEASE);
+    return NULL;
+}
+
+/* read_value's loop for a large value kept whole (advance = 1): -1 when no
+ * thread could be started (the caller reads alone), else 0, KV_ECORRUPT or an
+ * errno, with the value hashed into st. */
+static int read_value_pipelined(int fd, uint64_t voff, uint64_t vlen, uint8_t *dst,
+                                kv_xxh64_state *st)
+{
+    value_reader vr = {.fd = fd, .dst = dst, .voff = voff, .vlen = vlen};
+    pthread_t t;
+    if (pthread_create(&t, NULL, value_reader_main, &vr) != 0)
+        return -1;
+    uint64_t hashed = 0;
+    while (hashed < vlen) {
+        int finished = __atomic_load_n(&vr.finished, __ATOMIC_ACQUIRE);
+        uint64_t ready = __atomic_load_n(&vr.done, __ATOMIC_ACQUIRE);
+        if (ready > hashed) {
+            kv_xxh64_update(st, dst + hashed, (size_t)(ready - hashed));
+            hashed = ready;
+        } else if (finished) {
+            break; /* the reader failed: its rc says why */
+        } else {
+            sched_yield();
+        }
+    }
+    __atomic_store_n(&vr.stop, 1, __ATOMIC_RELAXED);
+    pthread_join(t, NULL);
+    return vr.rc ? vr.rc : hashed == vlen ? 0 : KV_ECORRUPT;
+}
+
 /* Reads a value whose head (at `head`, already checked) was read, chunk by chunk
  * from the file offset voff, into dst, and checks the record's checksum.  Each
  * chunk is hashed right after its read, while it is still in the CPU cache, so
- * the value is brought from memory once.  advance = 0 reuses one chunk of dst
- * (a check without keeping the bytes).  0, KV_ECORRUPT or an errno. */
+ * the value is brought from memory once; a value of PIPELINE_MIN bytes or more
+ * is read by a second thread meanwhile (read_value_pipelined).  advance = 0
+ * reuses one chunk of dst (a check without keeping the bytes).  0, KV_ECORRUPT
+ * or an errno. */
 static int read_value(int fd, const uint8_t *head, const kv_rec *r, uint64_t voff,
                       uint8_t *dst, int advance)
 {
@@ -121,6 +189,12 @@ static int read_value(int fd, const uint8_t *head, const kv_rec *r, uint64_t vof
     kv_xxh64_reset(&st, 0);
     kv_xxh64_update(&st, head + KV_REC_CHECK_FROM, KV_REC_CHECK_TO - KV_REC_CHECK_FROM);
     kv_xxh64_update(&st, head + KV_REC_HDR_SIZE, (size_t)r->klen + r->mlen);
+    if (advance && r->vlen >= PIPELINE_MIN) {
+        rc = read_value_pipelined(fd, voff, r->vlen, dst, &st);
+        if (rc >= 0)
+            return rc ? rc : kv_xxh64_digest(&st) == r->check ? 0 : KV_ECORRUPT;
+        rc = 0;
+    }
     for (uint64_t pos = 0; !rc && pos < r->vlen; pos += got) {
         size_t want = r->vlen - pos < VALUE_CHUNK ? (size_t)(r->vlen - pos) : VALUE_CHUNK;
         uint8_t *at = advance ? dst + pos : dst;

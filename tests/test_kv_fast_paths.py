@@ -153,9 +153,10 @@ def test_large_values_are_read_exactly_on_both_sides_of_the_buffer_limit(store, 
     assert got.value == value and got.metadata == {"m": 1}
 
 
+@pytest.mark.parametrize("mib", [3, 9])  # read chunk by chunk; from 4 MiB by a second thread
 @pytest.mark.parametrize("where", ["head", "middle", "last"])
-def test_a_damaged_large_value_is_never_returned(tmp_path: Path, where: str) -> None:
-    value = bytes(range(256)) * 4096 * 3  # 3 MiB: read chunk by chunk into the result
+def test_a_damaged_large_value_is_never_returned(tmp_path: Path, where: str, mib: int) -> None:
+    value = bytes(range(256)) * 4096 * mib
     with engine.open(tmp_path / "db") as s:
         s.namespace().put("big", value)
     (segment,) = (tmp_path / "db").glob("*.seg")
@@ -300,3 +301,25 @@ def test_a_custom_clock_is_asked_on_every_plain_get(tmp_path: Path) -> None:
         before = len(calls)
         assert ns.get("k") == "v"
         assert len(calls) == before + 1
+
+
+@pytest.mark.parametrize("nth", [1, 2, 20, 36])
+def test_a_read_error_inside_a_two_thread_read_is_raised(tmp_path: Path, nth: int) -> None:
+    """A value of 9 MiB is read in 36 chunks by a second thread while the caller
+    hashes: a failed chunk read, first to last, fails the get with the error."""
+    from engine._ffi import lib
+
+    value = bytes(range(256)) * 4096 * 9
+    with engine.open(tmp_path / "db") as s:
+        ns = s.namespace()
+        ns.put("big", value)
+        assert ns.get("big", "bytes") == value
+        # EIO at chunk nth: the head is read twice first (to size the value, then
+        # with it), so chunk 36 is the 38th read and a 39th would fail nothing.
+        lib.kv_io_fault_set(lib.KV_IO_OP_READ, 2 + nth, 5, 0)
+        try:
+            with pytest.raises(engine.EngineIOError, match="Input/output error"):
+                ns.get("big", "bytes")
+        finally:
+            lib.kv_io_fault_set(0, 0, 0, 0)
+        assert ns.get("big", "bytes") == value
