@@ -50,8 +50,13 @@ typedef struct kv_options {
     int32_t  sync_mode;          /* KV_SYNC_* */
     int32_t  readonly;           /* 1: no lock, no writes, no repairs */
     int32_t  reserved;           /* zero */
-    uint64_t read_cache_bytes;   /* memory for recently read small records; 0: none */
+    uint64_t read_cache_bytes;   /* memory for recently read small records; 0: none,
+                                  * else at least KV_MIN_READ_CACHE_BYTES */
 } kv_options;
+
+/* The smallest record cache kv_open accepts: a smaller one, split in sixteen
+ * shards, would keep only a few small records. */
+#define KV_MIN_READ_CACHE_BYTES 65536
 
 /* A growable buffer the core fills; owned by the caller, freed by kv_buf_free. */
 typedef struct kv_buf {

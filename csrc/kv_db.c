@@ -642,6 +642,8 @@ int kv_open(const char *path, const kv_options *opt, kv_db **out)
         return KV_EINVAL;
     if (opt->max_segment_bytes < 4096 || opt->max_segment_bytes > KV_MAX_SEGMENT_BYTES)
         return KV_EINVAL;
+    if (opt->read_cache_bytes && opt->read_cache_bytes < KV_MIN_READ_CACHE_BYTES)
+        return KV_EINVAL;
     db = calloc(1, sizeof *db);
     if (!db)
         return KV_ENOMEM;

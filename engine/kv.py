@@ -75,11 +75,13 @@ def open(
         max_segment_bytes: segment size at which a new segment is started.
         auto_compact: reclaim dead space in a background thread.
         read_cache_bytes: memory for recently read records up to 64 KiB, so
-            that a repeated get makes no system call; 0 turns the cache off.
+            that a repeated get makes no system call; 0 turns the cache off,
+            else at least 65536.
 
     Raises:
         StoreLockedError: another process has the store open for writing.
         EngineIOError: the directory cannot be opened or created.
+        ValueError: an option out of its range (sync, read_cache_bytes).
     """
     return Store(
         path,

@@ -97,7 +97,8 @@ class ReadCacheStats:
 
     ``hits`` are gets served from memory; ``misses`` are gets of records small
     enough to be cached that were read from disk.  ``bytes`` is the memory the
-    cache holds, its bookkeeping included.
+    cache holds, its bookkeeping and the doorkeeper's marks included; it never
+    exceeds ``read_cache_bytes``.
     """
 
     hits: int = 0

@@ -56,6 +56,7 @@ _GET_MISSING = lib.KV_GET_MISSING
 _GET_LARGE = lib.KV_GET_LARGE
 _GET_FAILED = lib.KV_GET_FAILED
 _NOW_SYSTEM = lib.KV_NOW_SYSTEM
+_MIN_READ_CACHE = lib.KV_MIN_READ_CACHE_BYTES
 
 
 class Record(NamedTuple):
@@ -254,8 +255,11 @@ class LogStore:
             raise ValueError(f"sync must be one of {sorted(SYNC_MODES)}, not {sync!r}")
         if read_cache_bytes.__class__ is not int:
             raise TypeError(f"read_cache_bytes must be an int, not {read_cache_bytes!r}")
-        if not 0 <= read_cache_bytes < 1 << 63:
-            raise ValueError(f"read_cache_bytes must be >= 0, not {read_cache_bytes}")
+        if not (read_cache_bytes == 0 or _MIN_READ_CACHE <= read_cache_bytes < 1 << 63):
+            raise ValueError(
+                f"read_cache_bytes must be 0 (no cache) or at least {_MIN_READ_CACHE},"
+                f" not {read_cache_bytes}"
+            )
         self.path = os.fspath(path)
         self.readonly = readonly
         self.sync_mode = sync

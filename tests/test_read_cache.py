@@ -109,9 +109,24 @@ def test_size_must_be_an_int(store_path: Path, bad: object) -> None:
         engine.open(store_path, read_cache_bytes=bad)  # type: ignore[arg-type]
 
 
-def test_size_must_not_be_negative(store_path: Path) -> None:
-    with pytest.raises(ValueError, match="read_cache_bytes"):
-        engine.open(store_path, read_cache_bytes=-1)
+@pytest.mark.parametrize("bad", [-1, 1, 4096, 65535, 1 << 63])
+def test_size_is_zero_or_at_least_the_minimum(store_path: Path, bad: int) -> None:
+    with pytest.raises(ValueError, match=r"read_cache_bytes must be 0 .* at least 65536"):
+        engine.open(store_path, read_cache_bytes=bad)
+    with engine.open(store_path, read_cache_bytes=65536) as db:
+        assert db.namespace().get("k") is None
+
+
+def test_the_core_refuses_a_cache_below_the_minimum(store_path: Path) -> None:
+    """The check lives in kv_open too, for callers that skip the Python layer."""
+    from engine._ffi import ffi, lib
+
+    opts = ffi.new("kv_options *")
+    opts.max_segment_bytes = 1 << 20
+    opts.sync_mode = lib.KV_SYNC_OS
+    opts.read_cache_bytes = lib.KV_MIN_READ_CACHE_BYTES - 1
+    out = ffi.new("kv_db **")
+    assert lib.kv_open(str(store_path).encode(), opts, out) == lib.KV_EINVAL
 
 
 def test_overwrite_delete_and_expiry_after_a_cached_read(store_path: Path) -> None:
@@ -236,7 +251,8 @@ def test_threads_read_and_write_through_a_small_cache(store_path: Path) -> None:
     stop = threading.Event()
     errors: list[str] = []
 
-    with engine.open(store_path, read_cache_bytes=16 * 1024) as db:
+    budget = engine.storage._MIN_READ_CACHE
+    with engine.open(store_path, read_cache_bytes=budget) as db:
         ns = db.namespace()
         for k in keys:
             ns.put(k, f"{k}:0".encode())
@@ -266,4 +282,4 @@ def test_threads_read_and_write_through_a_small_cache(store_path: Path) -> None:
         writer.join()
         assert not errors, errors[:5]
         st = cache(db)
-        assert st.hits > 0 and st.bytes <= 16 * 1024
+        assert st.hits > 0 and st.bytes <= budget

@@ -11,4 +11,6 @@ $CC $FLAGS csrc/kv_hash.c csrc/tests/test_hash_vectors.c -o "$out/test_hash_vect
 "$out/test_hash_vectors"
 $CC $FLAGS csrc/kv_hash.c csrc/kv_index.c csrc/tests/test_index.c -o "$out/test_index"
 ASAN_OPTIONS=detect_leaks=1 "$out/test_index" ${INDEX_TEST_ARGS:-}
+$CC $FLAGS -pthread csrc/kv_cache.c csrc/tests/test_cache.c -o "$out/test_cache"
+ASAN_OPTIONS=detect_leaks=1 "$out/test_cache" ${CACHE_TEST_ARGS:-}
 echo "c tests: ok"
