@@ -24,18 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int failures;
-
-#define CHECK(cond, ...)                                                        \
-    do {                                                                        \
-        if (!(cond)) {                                                          \
-            fprintf(stderr, "%s:%d: CHECK(%s) failed: ", __FILE__, __LINE__, #cond); \
-            fprintf(stderr, __VA_ARGS__);                                       \
-            fprintf(stderr, "\n");                                              \
-            if (++failures > 20)                                                \
-                exit(1);                                                        \
-        }                                                                       \
-    } while (0)
+#include "check.h"
 
 /* xorshift64*: reproducible from the seed on every platform.  Threads carry
  * their own state. */

@@ -18,18 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int failures;
-
-#define CHECK(cond, ...)                                                        \
-    do {                                                                        \
-        if (!(cond)) {                                                          \
-            fprintf(stderr, "%s:%d: CHECK(%s) failed: ", __FILE__, __LINE__, #cond); \
-            fprintf(stderr, __VA_ARGS__);                                       \
-            fprintf(stderr, "\n");                                              \
-            if (++failures > 20)                                                \
-                exit(1);                                                        \
-        }                                                                       \
-    } while (0)
+#include "check.h"
 
 static void check_invariants(const kv_index *ix, const char *where)
 {
