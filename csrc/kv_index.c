@@ -1545,11 +1545,11 @@ void kv_index_seek(const kv_index *ix, const void *start, uint32_t slen, int inc
 /* A scan reads each id's entry and then its key, and both lie wherever their
  * key was first inserted: two cache misses per key, one after the other
  * (kv_list of a 1000-key page of a 1M-key store: 128 us, 46 us with the
- * prefetches below).  Asking for
- * the entry PF_ENTRY ids ahead, and for the key of the entry PF_KEY ahead
- * (itself asked for earlier), lets the misses of many keys overlap.  A
- * prefetch never faults, and the loads made to compute the addresses are of
- * ids held by the leaf; a free entry's key offset is not followed.
+ * prefetches below).  Asking for the entry PF_ENTRY ids ahead, and for the
+ * key of the entry PF_KEY ahead (itself asked for earlier), lets the misses of
+ * many keys overlap.  A prefetch never faults, and the loads made to compute
+ * the addresses are of ids held by the leaf; a free entry's key offset is not
+ * followed.
  *
  * always_inline: GCC drops a call to a function that only prefetches (it
  * counts as having no effect), so the prefetches must sit in the caller. */
