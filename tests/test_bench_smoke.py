@@ -1,4 +1,4 @@
-"""The benchmark harnesses (bench/peer.py, bench/anatomy.py) run end to end and report.
+"""The benchmark harnesses (bench/peer.py, anatomy.py, scan.py) run end to end and report.
 
 At tiny sizes: this proves the harnesses work, it times nothing.
 """
@@ -48,3 +48,15 @@ def test_anatomy_times_every_layer_of_a_put_and_a_get(tmp_path: Path) -> None:
     assert {"Namespace.get", "LogStore.get_value", "Namespace.put", "LogStore.put"} <= layers
     assert all(float(r[-2] if r[-1].endswith("x") else r[-1]) > 0 for r in rows)
     assert "pread of 136 B" in done.stdout and "pwrite of 136 B" in done.stdout
+
+
+def test_scan_times_a_listing_at_every_layer(tmp_path: Path) -> None:
+    env = dict(os.environ, KVENGINE_BENCH_DIR=str(tmp_path))
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "scan.py"), "--keys", "3000", "--pages", "3",
+         "--rounds", "1"],
+        check=True, capture_output=True, text=True, env=env, timeout=120,
+    )  # fmt: skip
+    rows = {line.split()[0]: float(line.split()[-1]) for line in done.stdout.splitlines()[1:]}
+    assert set(rows) == {"kv_list", "LogStore.list_names", "Namespace.list"}
+    assert all(us > 0 for us in rows.values())
