@@ -12,8 +12,12 @@ slower, and a timing-dependent failure would say nothing about correctness.
 Fixtures:
 
 * ``store_path`` - a path for a new store directory that does not exist yet;
-* ``clock``      - a ``FakeClock`` to pass as ``clock=`` (or its ``now`` to the storage
-  layer), so expiry tests move time instead of sleeping;
+* ``clock``      - a ``FakeClock`` at ``kv_helpers.START`` (a quarter past a whole
+  second, so flooring mistakes show) to pass as ``clock=``, so expiry tests move time
+  instead of sleeping;
+* ``db``         - a store on ``clock`` in ``tmp_path``, closed after the test (a module
+  that needs other options overrides it);
+* ``kv``         - the default namespace of ``db``;
 * ``log_store``  - a writable ``engine.storage.LogStore`` at ``store_path``, closed after
   the test.
 """
@@ -28,6 +32,7 @@ import pytest
 from hypothesis import HealthCheck, settings
 from kv_helpers import FakeClock
 
+import engine
 from engine.storage import LogStore
 
 _QUIET = [HealthCheck.too_slow]
@@ -38,10 +43,6 @@ settings.register_profile(
 settings.register_profile("nightly", max_examples=2000, deadline=None, suppress_health_check=_QUIET)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
-# 2023-11-14T22:13:20Z: a round number, far from 0 (0 means "never expires") and
-# from the 32-bit limit, so off-by-one and overflow mistakes both show.
-CLOCK_START = 1_700_000_000.0
-
 
 @pytest.fixture
 def store_path(tmp_path: Path) -> Path:
@@ -51,7 +52,18 @@ def store_path(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def clock() -> FakeClock:
-    return FakeClock(CLOCK_START)
+    return FakeClock()
+
+
+@pytest.fixture
+def db(tmp_path: Path, clock: FakeClock) -> Iterator[engine.Store]:
+    with engine.open(tmp_path / "db", clock=clock) as store:
+        yield store
+
+
+@pytest.fixture
+def kv(db: engine.Store) -> engine.Namespace:
+    return db.namespace()
 
 
 @pytest.fixture

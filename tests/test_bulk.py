@@ -9,28 +9,17 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from kv_helpers import START, FakeClock
+from kv_helpers import START
 
 import engine
 from engine import BulkPair, KeyInfo, KVError
 
 NOW = math.floor(START)
 MAX_VALUE = 26_214_400
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-def kv(tmp_path: Path, clock: FakeClock) -> Iterator[engine.Namespace]:
-    with engine.open(tmp_path / "db", clock=clock) as db:
-        yield db.namespace()
 
 
 def listed(kv: engine.Namespace) -> list[str]:

@@ -11,7 +11,6 @@ import array
 import json
 import math
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,18 +20,6 @@ import engine
 from engine import KeyInfo, KVError, ListResult, ValueWithMetadata
 
 NOW = math.floor(START)
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-def db(tmp_path: Path, clock: FakeClock) -> Iterator[engine.Store]:
-    store = engine.open(tmp_path / "db", clock=clock)
-    yield store
-    store.close()
 
 
 @pytest.fixture

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -14,22 +14,6 @@ import engine
 from engine import KeyInfo, ValueWithMetadata
 
 NOW = math.floor(START)
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-def db(tmp_path: Path, clock: FakeClock) -> Iterator[engine.Store]:
-    with engine.open(tmp_path / "db", clock=clock) as store:
-        yield store
-
-
-@pytest.fixture
-def kv(db: engine.Store) -> engine.Namespace:
-    return db.namespace()
 
 
 def _stream(kv: engine.Namespace, key: str) -> Any:

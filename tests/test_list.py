@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -13,17 +11,6 @@ from kv_helpers import FakeClock
 
 import engine
 from engine import KeyInfo, KVError, ListResult
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-def kv(tmp_path: Path, clock: FakeClock) -> Iterator[engine.Namespace]:
-    with engine.open(tmp_path / "db", clock=clock) as db:
-        yield db.namespace()
 
 
 def names(result: ListResult) -> list[str]:

@@ -18,19 +18,9 @@ TOO_MANY = "KV {op} failed: 429 Too Many Requests"
 
 
 @pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
 def db(tmp_path: Path, clock: FakeClock) -> Iterator[engine.Store]:
     with engine.open(tmp_path / "db", clock=clock, enforce_write_rate_limit=True) as store:
         yield store
-
-
-@pytest.fixture
-def kv(db: engine.Store) -> engine.Namespace:
-    return db.namespace()
 
 
 def expect_429(op: str) -> pytest.RaisesExc[KVError]:

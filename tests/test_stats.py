@@ -18,11 +18,6 @@ from engine import NamespaceStats, StoreStats
 
 
 @pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
 def db(tmp_path: Path, clock: FakeClock) -> Iterator[engine.Store]:
     with engine.open(tmp_path / "db", clock=clock, max_segment_bytes=4096) as store:
         yield store
