@@ -1,4 +1,4 @@
-"""The benchmark harnesses (bench/peer.py, anatomy.py, scan.py) run end to end and report.
+"""The benchmark harnesses (bench/peer.py, anatomy.py, scan.py, cold_get.py) run and report.
 
 At tiny sizes: this proves the harnesses work, it times nothing.
 """
@@ -60,3 +60,17 @@ def test_scan_times_a_listing_at_every_layer(tmp_path: Path) -> None:
     rows = {line.split()[0]: float(line.split()[-1]) for line in done.stdout.splitlines()[1:]}
     assert set(rows) == {"kv_list", "LogStore.list_names", "Namespace.list"}
     assert all(us > 0 for us in rows.values())
+
+
+def test_cold_get_times_every_layer(tmp_path: Path) -> None:
+    env = dict(os.environ, KVENGINE_BENCH_DIR=str(tmp_path))
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "cold_get.py"), "--keys", "2000", "--reads", "200",
+         "--rounds", "1"],
+        check=True, capture_output=True, text=True, env=env, timeout=120,
+    )  # fmt: skip
+    rows = {line[:22].strip(): float(line[22:]) for line in done.stdout.splitlines()[1:]}
+    assert set(rows) == {
+        "Namespace.get", "C call + unpack", "C call, absent key", "os.pread 136 B", "loop alone",
+    }  # fmt: skip
+    assert all(ns > 0 for ns in rows.values())
