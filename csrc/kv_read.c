@@ -123,7 +123,22 @@ typedef struct value_reader {
     int       finished;  /* the reader is done; rc is final (atomic) */
     int       stop;      /* the hasher gave up: read no further (atomic) */
     int       rc;
+    pthread_mutex_t lock;  /* with moved: wakes a hasher that stopped spinning */
+    pthread_cond_t  moved;
 } value_reader;
+
+/* How long the hasher spins for the next chunk before it sleeps.  From the
+ * page cache a chunk comes in 10-30 us, and waking from a condition variable
+ * costs about as much, so a hot read never sleeps; a read from the disk, which
+ * may take milliseconds a chunk, sleeps instead of keeping a core busy. */
+#define SPIN_NS 100000
+
+static void reader_moved(value_reader *vr)
+{
+    pthread_mutex_lock(&vr->lock);
+    pthread_cond_signal(&vr->moved);
+    pthread_mutex_unlock(&vr->lock);
+}
 
 static void *value_reader_main(void *arg)
 {
@@ -139,10 +154,44 @@ static void *value_reader_main(void *arg)
         if (rc)
             break;
         __atomic_store_n(&vr->done, pos + got, __ATOMIC_RELEASE);
+        reader_moved(vr);
     }
     vr->rc = rc;
     __atomic_store_n(&vr->finished, 1, __ATOMIC_RELEASE);
+    reader_moved(vr);
     return NULL;
+}
+
+static uint64_t monotonic_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* Waits until the reader has read past `hashed` or finished: spins for
+ * SPIN_NS, then sleeps on the condition variable.  The reader signals under
+ * the lock after each store, and the condition is checked under it, so no
+ * wake-up is lost. */
+static void wait_for_reader(value_reader *vr, uint64_t hashed)
+{
+    uint64_t start = 0;
+    for (;;) {
+        if (__atomic_load_n(&vr->done, __ATOMIC_ACQUIRE) > hashed ||
+            __atomic_load_n(&vr->finished, __ATOMIC_ACQUIRE))
+            return;
+        uint64_t now = monotonic_ns();
+        if (!start)
+            start = now;
+        else if (now - start > SPIN_NS)
+            break;
+        sched_yield();
+    }
+    pthread_mutex_lock(&vr->lock);
+    while (__atomic_load_n(&vr->done, __ATOMIC_ACQUIRE) <= hashed &&
+           !__atomic_load_n(&vr->finished, __ATOMIC_ACQUIRE))
+        pthread_cond_wait(&vr->moved, &vr->lock);
+    pthread_mutex_unlock(&vr->lock);
 }
 
 /* read_value's loop for a large value kept whole (advance = 1): -1 when no
@@ -153,8 +202,17 @@ static int read_value_pipelined(int fd, uint64_t voff, uint64_t vlen, uint8_t *d
 {
     value_reader vr = {.fd = fd, .dst = dst, .voff = voff, .vlen = vlen};
     pthread_t t;
-    if (pthread_create(&t, NULL, value_reader_main, &vr) != 0)
+    if (pthread_mutex_init(&vr.lock, NULL) != 0)
         return -1;
+    if (pthread_cond_init(&vr.moved, NULL) != 0) {
+        pthread_mutex_destroy(&vr.lock);
+        return -1;
+    }
+    if (pthread_create(&t, NULL, value_reader_main, &vr) != 0) {
+        pthread_cond_destroy(&vr.moved);
+        pthread_mutex_destroy(&vr.lock);
+        return -1;
+    }
     uint64_t hashed = 0;
     while (hashed < vlen) {
         int finished = __atomic_load_n(&vr.finished, __ATOMIC_ACQUIRE);
@@ -165,11 +223,13 @@ static int read_value_pipelined(int fd, uint64_t voff, uint64_t vlen, uint8_t *d
         } else if (finished) {
             break; /* the reader failed: its rc says why */
         } else {
-            sched_yield();
+            wait_for_reader(&vr, hashed);
         }
     }
     __atomic_store_n(&vr.stop, 1, __ATOMIC_RELAXED);
     pthread_join(t, NULL);
+    pthread_cond_destroy(&vr.moved);
+    pthread_mutex_destroy(&vr.lock);
     return vr.rc ? vr.rc : hashed == vlen ? 0 : KV_ECORRUPT;
 }
 
