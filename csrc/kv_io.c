@@ -34,6 +34,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 typedef struct kv_fault {
@@ -58,6 +59,12 @@ static int injected(int op)
         int err = __atomic_load_n(&f->err, __ATOMIC_RELAXED);
         if (err == KV_IO_FAULT_KILL)
             raise(SIGKILL); /* crash tests: the process dies just before this call */
+        if (err == KV_IO_FAULT_SLOW) {
+            struct timespec ms2 = {0, 2000000};
+            while (nanosleep(&ms2, &ms2) != 0 && errno == EINTR) {
+            }
+            return 0;
+        }
         return err;
     }
     return 0;

@@ -27,6 +27,9 @@
 /* As the err of kv_io_fault_set: the process kills itself (SIGKILL) instead of
  * making that call, leaving the files as a crash at that instant would. */
 #define KV_IO_FAULT_KILL   -1
+/* As the err of kv_io_fault_set: the call sleeps 2 ms, then runs as usual, as
+ * on a slow disk (persistent: every call from nth on). */
+#define KV_IO_FAULT_SLOW   -2
 /* CDEF-END */
 #define KV_IO_OP_COUNT     8
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -323,3 +324,31 @@ def test_a_read_error_inside_a_two_thread_read_is_raised(tmp_path: Path, nth: in
         finally:
             lib.kv_io_fault_set(0, 0, 0, 0)
         assert ns.get("big", "bytes") == value
+
+
+def test_a_two_thread_read_from_a_slow_disk_sleeps_instead_of_spinning(tmp_path: Path) -> None:
+    """Each chunk read takes 2 ms: the caller, waiting on the reader thread, must
+    stop spinning and sleep (and be woken for every chunk: a lost wake-up would
+    hang here), and the value must come back whole."""
+    import resource
+
+    from engine._ffi import lib
+
+    value = bytes(range(256)) * 4096 * 9  # 36 chunks: about 72 ms of sleeping reads
+    with engine.open(tmp_path / "db") as s:
+        ns = s.namespace()
+        ns.put("big", value)
+        assert ns.get("big", "bytes") == value
+        lib.kv_io_fault_set(lib.KV_IO_OP_READ, 1, lib.KV_IO_FAULT_SLOW, 1)
+        try:
+            before = resource.getrusage(resource.RUSAGE_SELF)
+            start = time.perf_counter()
+            got = ns.get("big", "bytes")
+            wall = time.perf_counter() - start
+            after = resource.getrusage(resource.RUSAGE_SELF)
+        finally:
+            lib.kv_io_fault_set(0, 0, 0, 0)
+        assert got == value
+        cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+        # Spinning for the whole read would cost about as much CPU as wall time.
+        assert wall > 0.07 and cpu < wall / 2, (wall, cpu)
