@@ -14,14 +14,21 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def run_bench(tmp_path: Path, script: str, *args: str) -> str:
+    """The output of bench/<script> run with args, its stores under tmp_path."""
+    env = dict(os.environ, KVENGINE_BENCH_DIR=str(tmp_path))
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / script), *args],
+        check=True, capture_output=True, text=True, env=env, timeout=120,
+    )  # fmt: skip
+    return done.stdout
+
+
 def test_peer_harness_runs_and_reports_every_workload(tmp_path: Path) -> None:
     out = tmp_path / "out"
-    env = dict(os.environ, KVENGINE_BENCH_DIR=str(tmp_path))
-    subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "peer.py"), "--tiny", "--stores", "kvengine",
-         "--out", str(out), "--no-chart"],
-        check=True, capture_output=True, env=env, timeout=120,
-    )  # fmt: skip
+    run_bench(
+        tmp_path, "peer.py", "--tiny", "--stores", "kvengine", "--out", str(out), "--no-chart"
+    )
     report = json.loads((out / "peer.json").read_text())
     measured = {w for w, per in report["medians"].items() if "kvengine" in per}
     expected = {
@@ -37,39 +44,25 @@ def test_peer_harness_runs_and_reports_every_workload(tmp_path: Path) -> None:
 
 
 def test_anatomy_times_every_layer_of_a_put_and_a_get(tmp_path: Path) -> None:
-    env = dict(os.environ, KVENGINE_BENCH_DIR=str(tmp_path))
-    done = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "anatomy.py"), "--keys", "300", "--rounds", "1"],
-        check=True, capture_output=True, text=True, env=env, timeout=120,
-    )  # fmt: skip
+    out = run_bench(tmp_path, "anatomy.py", "--keys", "300", "--rounds", "1")
     # Rows: "  kvengine <layer> <ns per call> [<ratio to the fastest peer>x]"
-    rows = [line.split() for line in done.stdout.splitlines() if line.startswith("  kvengine")]
+    rows = [line.split() for line in out.splitlines() if line.startswith("  kvengine")]
     layers = {r[1] for r in rows}
     assert {"Namespace.get", "LogStore.get_value", "Namespace.put", "LogStore.put"} <= layers
     assert all(float(r[-2] if r[-1].endswith("x") else r[-1]) > 0 for r in rows)
-    assert "pread of 136 B" in done.stdout and "pwrite of 136 B" in done.stdout
+    assert "pread of 136 B" in out and "pwrite of 136 B" in out
 
 
 def test_scan_times_a_listing_at_every_layer(tmp_path: Path) -> None:
-    env = dict(os.environ, KVENGINE_BENCH_DIR=str(tmp_path))
-    done = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "scan.py"), "--keys", "3000", "--pages", "3",
-         "--rounds", "1"],
-        check=True, capture_output=True, text=True, env=env, timeout=120,
-    )  # fmt: skip
-    rows = {line.split()[0]: float(line.split()[-1]) for line in done.stdout.splitlines()[1:]}
+    out = run_bench(tmp_path, "scan.py", "--keys", "3000", "--pages", "3", "--rounds", "1")
+    rows = {line.split()[0]: float(line.split()[-1]) for line in out.splitlines()[1:]}
     assert set(rows) == {"kv_list", "LogStore.list_names", "Namespace.list"}
     assert all(us > 0 for us in rows.values())
 
 
 def test_cold_get_times_every_layer(tmp_path: Path) -> None:
-    env = dict(os.environ, KVENGINE_BENCH_DIR=str(tmp_path))
-    done = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "cold_get.py"), "--keys", "2000", "--reads", "200",
-         "--rounds", "1"],
-        check=True, capture_output=True, text=True, env=env, timeout=120,
-    )  # fmt: skip
-    rows = {line[:22].strip(): float(line[22:]) for line in done.stdout.splitlines()[1:]}
+    out = run_bench(tmp_path, "cold_get.py", "--keys", "2000", "--reads", "200", "--rounds", "1")
+    rows = {line[:22].strip(): float(line[22:]) for line in out.splitlines()[1:]}
     assert set(rows) == {
         "Namespace.get", "C call + unpack", "C call, absent key", "os.pread 136 B", "loop alone",
     }  # fmt: skip
