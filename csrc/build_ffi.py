@@ -17,7 +17,9 @@ from cffi import FFI
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 CDEF_HEADERS = ["kv_error.h", "kv_hash.h", "kv_io.h", "kv.h", "kv_inspect.h"]
-SOURCES = sorted(str(p.relative_to(ROOT)) for p in HERE.glob("kv_*.c"))
+# The core, and beside it engine._hotpath (py_hotpath.c): the one file that
+# speaks the Python C API, in the same shared object so it calls the core directly.
+SOURCES = [*sorted(str(p.relative_to(ROOT)) for p in HERE.glob("kv_*.c")), "csrc/py_hotpath.c"]
 HEADERS = sorted(str(p.relative_to(ROOT)) for p in HERE.glob("kv*.h"))
 
 

@@ -1,16 +1,22 @@
 """The one door to the compiled core: imports engine._native, checks that it was
-built from this version of the sources, and turns C return codes into exceptions.
+built from this version of the sources, loads engine._hotpath from the same
+shared object, and turns C return codes into exceptions.
 """
 
 from __future__ import annotations
 
 import os
-from typing import NoReturn
+import sys
+from importlib.machinery import ExtensionFileLoader
+from importlib.util import module_from_spec, spec_from_file_location
+from types import ModuleType
+from typing import TYPE_CHECKING, NoReturn
 
 from engine._version import __version__
 from engine.errors import CODED_ERRORS, CorruptionError, EngineError, EngineIOError
 
 try:
+    from engine import _native
     from engine._native import ffi, lib
 except ImportError as exc:  # pragma: no cover - only on a broken install
     raise ImportError(
@@ -25,6 +31,26 @@ if _built != __version__:  # pragma: no cover - only with a stale build
         f"stale engine._native (built for {_built}, package is {__version__}); "
         "rebuild with `pip install -e .`"
     )
+
+
+def _load_hotpath() -> ModuleType:
+    """engine._hotpath (csrc/py_hotpath.c): a second module in engine._native's
+    shared object, which PEP 489 lets a loader find by its own name."""
+    name = "engine._hotpath"
+    loader = ExtensionFileLoader(name, _native.__file__)
+    spec = spec_from_file_location(name, _native.__file__, loader=loader)
+    if spec is None:  # pragma: no cover - only on a broken install
+        raise ImportError(f"{name}: no module spec for {_native.__file__}")
+    module = module_from_spec(spec)
+    loader.exec_module(module)
+    sys.modules[name] = module
+    return module
+
+
+if TYPE_CHECKING:  # the checker reads engine/_hotpath.pyi; there is no engine/_hotpath file
+    from engine import _hotpath as hotpath
+else:
+    hotpath = sys.modules.get("engine._hotpath") or _load_hotpath()
 
 _ERROR_MAP: dict[int, type[EngineError]] = {getattr(lib, cls.C_NAME): cls for cls in CODED_ERRORS}
 
@@ -50,4 +76,4 @@ def check(rc: int, what: str, path: str | None = None) -> None:
         raise_error(rc, what, path)
 
 
-__all__ = ["check", "ffi", "lib", "raise_error", "strerror"]
+__all__ = ["check", "ffi", "hotpath", "lib", "raise_error", "strerror"]

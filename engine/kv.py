@@ -36,17 +36,18 @@ from engine.results import (
 from engine.storage import (
     DEFAULT_MAX_SEGMENT_BYTES,
     DEFAULT_READ_CACHE_BYTES,
+    HOT_FAILED,
+    HOT_SLOW,
     BatchOp,
     LogStore,
+    hot_get,
+    hot_put,
 )
 from engine.storage import StreamTooLarge as _StreamTooLarge
 from engine.values import as_buffer, decode, decode_metadata, stream_chunks
 
 Clock = Callable[[], float]
 DEFAULT_NAMESPACE = "default"
-_PLAIN_TYPES = frozenset({"text", "json", "bytes", "arrayBuffer"})
-_MAX_KEY_BYTES = v.MAX_KEY_BYTES
-_MAX_VALUE_BYTES = v.MAX_VALUE_BYTES
 
 
 def open(
@@ -170,7 +171,7 @@ class Store:
                 handle = Namespace(self, name, self._resolve(name))
                 self._handles[name] = handle
                 if old is not None:
-                    old._retired = True
+                    old._retire()
             return handle
 
     def _check_open(self, what: str) -> None:
@@ -206,7 +207,7 @@ class Store:
             self._catalog.drop(name)
             old = self._handles.pop(name, None)
             if old is not None:
-                old._retired = True
+                old._retire()
 
     # -- maintenance -------------------------------------------------------------
     def stats(self) -> StoreStats:
@@ -261,7 +262,18 @@ class Store:
 class Namespace:
     """One Workers KV namespace of a store.  Safe to share between threads."""
 
-    __slots__ = ("_clock", "_id", "_limiter", "_log", "_prefix", "_retired", "_store", "name")
+    __slots__ = (
+        "_clock",
+        "_hot_get",
+        "_hot_put",
+        "_id",
+        "_limiter",
+        "_log",
+        "_prefix",
+        "_retired",
+        "_store",
+        "name",
+    )
 
     def __init__(self, store: Store, name: str, ns_id: int | None) -> None:
         self._store = store
@@ -277,9 +289,22 @@ class Namespace:
         # ns_id is None for a namespace a read-only store has never seen: it
         # holds no keys, and writes to it are refused.
         self._prefix = ns_id.to_bytes(2, "big") if ns_id is not None else b""
+        # The one-call put and get of plain calls (engine.storage.hot_put/hot_get),
+        # None where every call must take the general path: a namespace a
+        # read-only store has never seen; for puts, a read-only store and the
+        # write rate limit.
+        hot = None
+        if ns_id is not None:
+            hot = self._log.hot_handle(self._prefix, v.MAX_KEY_BYTES, v.MAX_VALUE_BYTES)
+        self._hot_get = hot
+        self._hot_put = hot if not store.readonly and self._limiter is None else None
 
     def __repr__(self) -> str:
         return f"<engine.Namespace {self.name!r} of {self._store.path!r}>"
+
+    def _retire(self) -> None:
+        self._hot_get = self._hot_put = None
+        self._retired = True
 
     def _current(self) -> Namespace:
         """This handle, or the live one if the namespace was deleted since it was made."""
@@ -312,33 +337,13 @@ class Namespace:
             KVError: 414 key too long, 413 value or metadata too large,
                 400 invalid expiration, 429 same-key write within a second.
         """
-        # The common write inline (every Python call level costs about as much as
-        # the C put's own work): a bytes or str value, no options, no rate limit, a
-        # str key that is surely valid, a live writable handle.  Anything else takes
-        # the general path below, which raises the exact errors.
-        if (
-            expiration is None
-            and expiration_ttl is None
-            and metadata is None
-            and key.__class__ is str
-            and (value.__class__ is bytes or value.__class__ is str)
-            and self._limiter is None
-            and not self._retired
-            and self._id is not None
-        ):
-            try:
-                k = key.encode()
-                payload = value.encode() if isinstance(value, str) else value
-            except UnicodeEncodeError:
-                k = b""
-            if (
-                0 < len(k) <= _MAX_KEY_BYTES
-                and k != b"."
-                and k != b".."
-                and len(payload) <= _MAX_VALUE_BYTES
-            ):
-                self._log.put(self._prefix + k, payload)
+        hot = self._hot_put
+        if hot is not None and expiration is None and expiration_ttl is None and metadata is None:
+            rc = hot_put(hot, key, value)
+            if rc is None:
                 return
+            if isinstance(rc, int):  # else HOT_SLOW: the general path below decides
+                self._log.put_failed(rc)
         ns = self._current()
         k = v.key_bytes(key, "PUT")
         data = as_buffer(value)
@@ -477,25 +482,13 @@ class Namespace:
             json.JSONDecodeError: type="json" and the value is not JSON.
             CorruptionError: the stored record failed its checksum.
         """
-        # The common read inline (a call costs as much as the C lookup): a str key
-        # that is surely valid, a plain type, no cache_ttl, a live handle.  Anything
-        # else takes _read, which raises the exact errors.
-        if (
-            cache_ttl is None
-            and key.__class__ is str
-            and type in _PLAIN_TYPES
-            and not self._retired
-            and self._id is not None
-        ):
-            try:
-                k = key.encode()
-            except UnicodeEncodeError:
-                k = b""
-            if 0 < len(k) <= _MAX_KEY_BYTES and k != b"." and k != b"..":
-                raw = self._log.get_value(self._prefix + k)  # at the store's clock
-                if raw is None or type == "bytes" or type == "arrayBuffer":
-                    return raw
-                return decode(raw, type)
+        hot = self._hot_get
+        if hot is not None and cache_ttl is None:
+            got = hot_get(hot, key, type)
+            if got is not HOT_SLOW:
+                if got is HOT_FAILED:
+                    self._log.get_failed()
+                return got
         return self._read(key, type, cache_ttl, False)
 
     def get_with_metadata(

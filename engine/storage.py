@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from operator import add
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple, NoReturn
 
-from engine._ffi import check, ffi, lib, raise_error
+from engine._ffi import check, ffi, hotpath, lib, raise_error
 from engine.compaction import CompactionPolicy, choose_segments
 from engine.errors import LimitError, StoreClosedError
 from engine.rawbytes import new_bytes
@@ -57,6 +57,11 @@ _GET_LARGE = lib.KV_GET_LARGE
 _GET_FAILED = lib.KV_GET_FAILED
 _NOW_SYSTEM = lib.KV_NOW_SYSTEM
 _MIN_READ_CACHE = lib.KV_MIN_READ_CACHE_BYTES
+# One-call put and get for the layer above (csrc/py_hotpath.c): see LogStore.hot_handle.
+hot_put = hotpath.put
+hot_get = hotpath.get
+HOT_SLOW = hotpath.SLOW
+HOT_FAILED = hotpath.FAILED
 
 
 class Record(NamedTuple):
@@ -347,6 +352,28 @@ class LogStore:
         rc = lib.kv_put(self._db, key, len(key), meta, len(meta), value, len(value), expiration)
         if rc:
             raise_error(rc, "put", self.path)
+
+    def hot_handle(self, prefix: bytes, max_key: int, max_value: int) -> Any:
+        """A handle for hot_put and hot_get on keys under prefix.
+
+        They take only the plain case: a str key of 1..max_key UTF-8 bytes other
+        than "." and "..", a bytes or str value of at most max_value bytes, no
+        metadata or expiration.  For anything else they answer HOT_SLOW, and the
+        caller takes its general path.  hot_put answers None when the value was
+        written, or the core's return code, for put_failed; hot_get answers
+        HOT_FAILED when the read failed, for get_failed.
+        """
+        clock = None if self.clock is time.time else self.clock
+        address = int(ffi.cast("uintptr_t", self._db))
+        return hotpath.Handle(self._db, address, prefix, clock, max_key, max_value)
+
+    def get_failed(self) -> NoReturn:
+        """Raises the error of this thread's last read, which hot_get answered HOT_FAILED."""
+        self._raise_read_error(lib.kv_get_tl_rc(), lib.kv_get_tl_value())
+
+    def put_failed(self, rc: int) -> NoReturn:
+        """Raises the error of a put that the core refused with rc."""
+        raise_error(rc, "put", self.path)
 
     def put_stream(
         self,
@@ -811,6 +838,8 @@ class StreamTooLarge(LimitError):
 
 
 __all__ = [
+    "HOT_FAILED",
+    "HOT_SLOW",
     "BatchOp",
     "CompactionPolicy",
     "Damage",
@@ -821,4 +850,6 @@ __all__ = [
     "StreamTooLarge",
     "ValueStream",
     "check_hint",
+    "hot_get",
+    "hot_put",
 ]

@@ -1,0 +1,271 @@
+"""engine._hotpath (csrc/py_hotpath.c): the one-call put and get of the KV layer.
+
+The hot path must be invisible: every call gives what the general path of
+Namespace.put/get gives (value, None or the same exception), only sooner.  The
+oracle is a Namespace whose hot handles are removed, so each call takes the
+general path; both run on their own store with the same operations.
+"""
+
+from __future__ import annotations
+
+import decimal
+import errno
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from kv_helpers import FakeClock
+
+import engine
+from engine import validate as v
+from engine._ffi import hotpath, lib
+from engine.errors import EngineIOError, StoreClosedError
+from engine.kv import Namespace
+from engine.values import ValueStream
+
+
+def general(ns: Namespace) -> Namespace:
+    """A second handle to ns's namespace that never takes the hot path."""
+    twin = Namespace(ns._store, ns.name, ns._id)
+    twin._hot_get = twin._hot_put = None
+    return twin
+
+
+def outcome(fn: Callable[..., Any], *args: Any) -> tuple[str, Any]:
+    try:
+        got = fn(*args)
+    except Exception as exc:  # the comparison is of whatever is raised
+        return type(exc).__name__, str(exc)
+    if isinstance(got, ValueStream):
+        return "stream", got.read()
+    return "ok", got
+
+
+@pytest.fixture
+def pair(tmp_path: Path, clock: FakeClock) -> Iterator[tuple[Namespace, Namespace]]:
+    """(hot, general): the default namespace of two stores on one clock."""
+    with (
+        engine.open(tmp_path / "hot", clock=clock) as a,
+        engine.open(tmp_path / "gen", clock=clock) as b,
+    ):
+        hot = a.namespace()
+        assert hot._hot_get is not None and hot._hot_put is not None
+        yield hot, general(b.namespace())
+
+
+EDGE_KEYS = [
+    *("", ".", "..", "...", "k", "a\x00b", "\ud800"),
+    *("a" * 512, "a" * 513, "é" * 256, "é" * 257),
+]
+keys = st.one_of(
+    st.sampled_from(EDGE_KEYS),
+    st.text(st.characters(exclude_categories=()), min_size=0, max_size=8),
+    st.sampled_from([b"k", 1, None, bytearray(b"k")]),
+)
+values = st.one_of(
+    st.binary(max_size=64),
+    st.text(st.characters(exclude_categories=()), max_size=16),
+    st.binary(max_size=16).map(bytearray),
+    st.binary(max_size=16).map(memoryview),
+    st.sampled_from([None, 7, [b"ab", b"cd"], "\udcff"]),
+)
+types = st.sampled_from(["text", "bytes", "arrayBuffer", "json", "stream", "TEXT", 3, None])
+
+
+@given(ops=st.lists(st.tuples(keys, values, types), min_size=1, max_size=12))
+def test_every_call_answers_as_the_general_path_does(
+    tmp_path_factory: pytest.TempPathFactory, ops: list[tuple[Any, Any, Any]]
+) -> None:
+    clock = FakeClock()
+    base = tmp_path_factory.mktemp("hot")
+    with engine.open(base / "a", clock=clock) as a, engine.open(base / "b", clock=clock) as b:
+        hot, gen = a.namespace(), general(b.namespace())
+        for key, value, kind in ops:
+            assert outcome(hot.put, key, value) == outcome(gen.put, key, value)
+            assert outcome(hot.get, key, kind) == outcome(gen.get, key, kind)
+            assert outcome(hot.get, key) == outcome(gen.get, key)
+        assert [k.name for k in hot.list().keys] == [k.name for k in gen.list().keys]
+
+
+def test_values_at_the_size_limit(pair: tuple[Namespace, Namespace]) -> None:
+    hot, gen = pair
+    for size in (v.MAX_VALUE_BYTES, v.MAX_VALUE_BYTES + 1):
+        value = bytes(size)
+        assert outcome(hot.put, "big", value) == outcome(gen.put, "big", value)
+    # Over the core's per-thread read buffer: the hot get hands the read to the general path.
+    large = b"x" * (lib.KV_GET_TL_MAX + 1)
+    hot.put("large", large)
+    assert hot.get("large", "bytes") == large
+    assert hot.get("large") == large.decode()
+
+
+def test_text_replaces_invalid_utf8_as_the_general_path(pair: tuple[Namespace, Namespace]) -> None:
+    hot, gen = pair
+    for ns in pair:
+        ns.put("k", b"ok \xff\xfe end")
+    assert hot.get("k") == gen.get("k") == "ok \ufffd\ufffd end"
+
+
+def test_expiry_is_judged_at_the_store_clock(
+    pair: tuple[Namespace, Namespace], clock: FakeClock
+) -> None:
+    hot, gen = pair
+    for ns in pair:
+        ns.put("k", b"v", expiration_ttl=60)
+    for step in (59, 0.5, 0.5, 1):
+        clock.advance(step)
+        assert hot.get("k", "bytes") == gen.get("k", "bytes")
+    assert hot.get("k", "bytes") is None
+
+
+@pytest.mark.parametrize(
+    "reading",
+    [
+        pytest.param(lambda t: int(t), id="int"),
+        pytest.param(lambda t: decimal.Decimal(t), id="Decimal"),
+        pytest.param(lambda t: t, id="float"),
+    ],
+)
+def test_any_clock_reading_int_accepts(tmp_path: Path, reading: Callable[[float], Any]) -> None:
+    fake = FakeClock()
+    with engine.open(tmp_path / "db", clock=lambda: reading(fake())) as db:
+        ns = db.namespace()
+        ns.put("k", b"v", expiration=int(fake()) + 60)
+        assert ns.get("k", "bytes") == b"v"
+        fake.advance(61)
+        assert ns.get("k", "bytes") is None
+
+
+def test_a_clock_that_fails_fails_the_get(tmp_path: Path) -> None:
+    broken = False
+
+    def clock() -> float:
+        if broken:
+            raise RuntimeError("clock is broken")
+        return 1_700_000_000.0
+
+    with engine.open(tmp_path / "db", clock=clock) as db:
+        ns = db.namespace()
+        ns.put("k", b"v")
+        broken = True
+        with pytest.raises(RuntimeError, match="clock is broken"):
+            ns.get("k", "bytes")
+
+
+def test_the_system_clock_is_read_by_the_core(tmp_path: Path) -> None:
+    with engine.open(tmp_path / "db") as db:
+        ns = db.namespace()
+        ns.put("k", "v", expiration_ttl=3600)
+        assert ns.get("k") == "v"
+
+
+def test_core_errors_are_raised_not_retried(tmp_path: Path) -> None:
+    db = engine.open(tmp_path / "db")
+    ns = db.namespace()
+    try:
+        ns.put("before", b"b")
+        lib.kv_io_fault_set(lib.KV_IO_OP_WRITE, 1, errno.ENOSPC, 0)
+        with pytest.raises(EngineIOError) as info:
+            ns.put("lost", b"x")
+        assert info.value.errno == errno.ENOSPC
+        lib.kv_io_fault_set(0, 0, 0, 0)
+        assert ns.get("lost") is None
+        ns.put("after", b"a")
+        assert ns.get("after") == "a"
+    finally:
+        lib.kv_io_fault_set(0, 0, 0, 0)
+        db.close()
+    with pytest.raises(StoreClosedError):
+        ns.put("k", b"v")
+    with pytest.raises(StoreClosedError):
+        ns.get("before")
+
+
+def test_a_read_only_store_reads_hot_and_refuses_writes(tmp_path: Path) -> None:
+    with engine.open(tmp_path / "db") as db:
+        db.namespace().put("k", b"v")
+    with engine.open(tmp_path / "db", readonly=True) as db:
+        ns = db.namespace()
+        assert ns._hot_put is None and ns._hot_get is not None
+        assert ns.get("k", "bytes") == b"v"
+        with pytest.raises(engine.ReadOnlyError):
+            ns.put("k", b"w")
+
+
+def test_the_rate_limit_keeps_puts_on_the_general_path(tmp_path: Path) -> None:
+    with engine.open(tmp_path / "db", enforce_write_rate_limit=True) as db:
+        ns = db.namespace()
+        assert ns._hot_put is None
+        ns.put("k", b"v")
+        with pytest.raises(engine.KVError) as info:
+            ns.put("k", b"w")
+        assert info.value.status == 429
+        assert ns.get("k") == "v"
+
+
+def test_a_deleted_namespace_handle_goes_to_the_live_one(db: engine.Store) -> None:
+    old = db.namespace("ns")
+    old.put("k", b"v")
+    db.delete_namespace("ns")
+    assert old._hot_get is None and old._hot_put is None
+    assert old.get("k") is None
+    old.put("k", b"w")  # the live namespace of that name
+    assert db.namespace("ns").get("k") == "w"
+
+
+def test_no_reference_is_leaked(kv: Namespace) -> None:
+    key, value, text, kind = "refs", b"v" * 100, "t" * 100, "bytes"
+    hot = kv._hot_get
+    before = [sys.getrefcount(o) for o in (key, value, text, kind, hot)]
+    for _ in range(1000):
+        kv.put(key, value)
+        kv.put(key, text)
+        kv.get(key, kind)
+        kv.get("missing", kind)
+    assert [sys.getrefcount(o) for o in (key, value, text, kind, hot)] == before
+
+
+def test_threads_share_a_namespace(kv: Namespace) -> None:
+    errors: list[BaseException] = []
+
+    def work(t: int) -> None:
+        try:
+            for i in range(500):
+                kv.put(f"{t}-{i}", f"{t}:{i}".encode())
+                assert kv.get(f"{t}-{i}", "bytes") == f"{t}:{i}".encode()
+                assert kv.get(f"{t}-{i + 1}-absent") is None
+        except BaseException as exc:  # reported below, in the test's thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(t,)) for t in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert len(kv.list(limit=1000).keys) == 1000
+
+
+def test_misuse_of_the_module_raises(kv: Namespace) -> None:
+    hot = kv._hot_get
+    with pytest.raises(TypeError, match="takes 3 arguments"):
+        hotpath.put(hot, "k")
+    with pytest.raises(TypeError, match="must be a Handle"):
+        hotpath.get(object(), "k", "text")
+    owner = kv._log._db
+    address = int(engine._ffi.ffi.cast("uintptr_t", owner))
+    with pytest.raises(ValueError, match="prefix"):
+        hotpath.Handle(owner, address, b"p" * 9, None, 512, 1)
+    with pytest.raises(ValueError, match="max_key"):
+        hotpath.Handle(owner, address, b"", None, 0, 1)
+    with pytest.raises(TypeError, match="callable"):
+        hotpath.Handle(owner, address, b"", 5, 512, 1)
+    with pytest.raises(ValueError, match="NULL"):
+        hotpath.Handle(owner, 0, b"", None, 512, 1)
+    with pytest.raises(TypeError):
+        hotpath.Handle(owner, "address", b"", None, 512, 1)
