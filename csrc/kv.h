@@ -176,7 +176,7 @@ int kv_write_batch(kv_db *db, const kv_op *ops, uint32_t n);
 /* Makes every write acknowledged so far durable (fdatasync). */
 int kv_sync(kv_db *db);
 
-/* `now` of the reads below (kv_get, kv_get_tl, kv_get_into, kv_open_value):
+/* `now` of the reads below (kv_get, kv_get_tl, kv_get_into, kv_open_value, kv_list):
  * seconds since the epoch, or KV_NOW_SYSTEM for the system's real-time clock
  * read by the core itself, which spares a caller with no clock of its own a
  * clock call and a conversion per read. */

@@ -28,6 +28,17 @@ static int buf_reserve(kv_buf *b, size_t n)
     return kv_grow(&b->data, &b->cap, n, 256);
 }
 
+/* now as the caller gave it, or for KV_NOW_SYSTEM the clock Python's
+ * time.time() reads, truncated as int() does. */
+static uint64_t resolve_now(uint64_t now)
+{
+    if (now != KV_NOW_SYSTEM)
+        return now;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return ts.tv_sec > 0 ? (uint64_t)ts.tv_sec : 0;
+}
+
 /* Finds key and pins its segment.  0, KV_ENOTFOUND, KV_ECLOSED. */
 static int locate(kv_db *db, const char *key, uint32_t klen, uint64_t now, kv_loc *loc,
                   kv_segfile **sf)
@@ -35,12 +46,7 @@ static int locate(kv_db *db, const char *key, uint32_t klen, uint64_t now, kv_lo
     int rc = 0;
     if (klen > KV_MAX_KEY)
         return KV_ENOTFOUND;
-    if (now == KV_NOW_SYSTEM) {
-        /* The clock Python's time.time() reads, truncated as int() does. */
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        now = ts.tv_sec > 0 ? (uint64_t)ts.tv_sec : 0;
-    }
+    now = resolve_now(now);
     pthread_rwlock_rdlock(&db->ixlock);
     if (db->closed)
         rc = KV_ECLOSED;
@@ -510,6 +516,7 @@ int kv_list(kv_db *db, const char *prefix, uint32_t plen, const char *after, uin
     *n_out = 0;
     *more = 0;
     *found = 0;
+    now = resolve_now(now);
     /* Where each listed record lives, for the metadata reads after the lock; the
      * segment pointers are taken under the lock, as compaction may retire a
      * segment's table slot once the lock is released (the pin keeps the file). */

@@ -32,6 +32,13 @@
  *       key or clock reading and for a value over KV_GET_TL_MAX: the general
  *       path reads it (reads have no side effects).  FAILED: the read failed;
  *       kv_get_tl_rc() and kv_get_tl_value() of this thread say why.
+ *   list(h, prefix, after, limit, cls) -> (keys, more, has_meta) | int | SLOW
+ *       kv_list's page as a list of cls objects (KeyInfo: slots name,
+ *       expiration, metadata), names without the handle's prefix; metadata
+ *       is left as the raw JSON bytes (has_meta: some key has it) for the
+ *       caller to parse.  An int is the core's return code; SLOW when a key
+ *       is not UTF-8, a record failed its check (the general path raises
+ *       either with its details) or the clock has no plain reading.
  *
  * THREADS
  *   The GIL is released around each core call, as cffi does; the key is
@@ -51,6 +58,7 @@
 
 #define HOT_MAX_PREFIX 8u
 #define HOT_MAX_KEY    1024u /* the largest max_key a handle takes: the stack buffer */
+#define HOT_MAX_LIST   1000  /* the most keys a page holds (Workers KV's list limit) */
 
 typedef struct {
     PyObject_HEAD
@@ -173,10 +181,11 @@ static PyType_Spec handle_spec = {
 
 /* ----------------------------------------------------------------- helpers */
 
-static Handle *handle_arg(PyObject *const *args, Py_ssize_t nargs, const char *what)
+static Handle *handle_arg(PyObject *const *args, Py_ssize_t nargs, Py_ssize_t want,
+                          const char *what)
 {
-    if (nargs != 3) {
-        PyErr_Format(PyExc_TypeError, "%s() takes 3 arguments (%zd given)", what, nargs);
+    if (nargs != want) {
+        PyErr_Format(PyExc_TypeError, "%s() takes %zd arguments (%zd given)", what, want, nargs);
         return NULL;
     }
     if (Py_TYPE(args[0]) != handle_type) {
@@ -259,7 +268,7 @@ static PyObject *hot_put(PyObject *module, PyObject *const *args, Py_ssize_t nar
     (void)module;
     char key[HOT_MAX_PREFIX + HOT_MAX_KEY];
     uint32_t klen;
-    Handle *h = handle_arg(args, nargs, "put");
+    Handle *h = handle_arg(args, nargs, 3, "put");
     if (h == NULL)
         return NULL;
     if (!full_key(h, args[1], key, &klen))
@@ -305,7 +314,7 @@ static PyObject *hot_get(PyObject *module, PyObject *const *args, Py_ssize_t nar
     char key[HOT_MAX_PREFIX + HOT_MAX_KEY];
     uint32_t klen;
     uint64_t now;
-    Handle *h = handle_arg(args, nargs, "get");
+    Handle *h = handle_arg(args, nargs, 3, "get");
     if (h == NULL)
         return NULL;
     int kind = kind_of(args[2]);
@@ -328,6 +337,144 @@ static PyObject *hot_get(PyObject *module, PyObject *const *args, Py_ssize_t nar
     return answer(n == KV_GET_FAILED ? failed : slow);
 }
 
+/* The setters of cls's three slots, in the order name, expiration, metadata:
+ * member descriptors, so a page's fields are stored without an attribute
+ * lookup each.  0 (no exception) when cls is not such a class. */
+static int slot_setters(PyObject *cls, PyObject *descr[3], descrsetfunc set[3])
+{
+    static const char *const names[3] = {"name", "expiration", "metadata"};
+    for (int i = 0; i < 3; i++) {
+        descr[i] = PyObject_GetAttrString(cls, names[i]);
+        if (descr[i] == NULL) {
+            PyErr_Clear();
+            set[i] = NULL;
+        } else {
+            set[i] = (descrsetfunc)PyType_GetSlot(Py_TYPE(descr[i]), Py_tp_descr_set);
+        }
+        if (set[i] == NULL) {
+            for (int j = 0; j <= i; j++)
+                Py_CLEAR(descr[j]);
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* One cls object for a listed item; NULL with an exception, or NULL with
+ * *slow set when the general path must take the page. */
+static PyObject *listed_key(PyObject *cls, allocfunc alloc, PyObject *const descr[3],
+                            const descrsetfunc set[3], const kv_list_item *it,
+                            const char *buf, uint32_t strip, int *slow)
+{
+    if (it->status != 0 || it->klen < strip) {
+        *slow = 1;
+        return NULL;
+    }
+    PyObject *obj = alloc((PyTypeObject *)cls, 0);
+    if (obj == NULL)
+        return NULL;
+    PyObject *name = PyUnicode_DecodeUTF8(buf + it->key_off + strip, it->klen - strip, NULL);
+    if (name == NULL) {
+        if (PyErr_ExceptionMatches(PyExc_UnicodeDecodeError)) {
+            PyErr_Clear();
+            *slow = 1;
+        }
+        Py_DECREF(obj);
+        return NULL;
+    }
+    PyObject *exp =
+        it->expiration ? PyLong_FromUnsignedLongLong(it->expiration) : Py_NewRef(Py_None);
+    PyObject *meta = it->mlen ? PyBytes_FromStringAndSize(buf + it->meta_off, it->mlen)
+                              : Py_NewRef(Py_None);
+    int bad = exp == NULL || meta == NULL || set[0](descr[0], obj, name) != 0 ||
+              set[1](descr[1], obj, exp) != 0 || set[2](descr[2], obj, meta) != 0;
+    Py_DECREF(name);
+    Py_XDECREF(exp);
+    Py_XDECREF(meta);
+    if (bad) {
+        Py_DECREF(obj);
+        return NULL;
+    }
+    return obj;
+}
+
+static PyObject *hot_list(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)module;
+    Handle *h = handle_arg(args, nargs, 5, "list");
+    if (h == NULL)
+        return NULL;
+    PyObject *cls = args[4];
+    if (!PyBytes_CheckExact(args[1]) || !PyBytes_CheckExact(args[2]) ||
+        !PyLong_CheckExact(args[3]) || !PyType_Check(cls)) {
+        PyErr_SetString(PyExc_TypeError,
+                        "list(handle, prefix: bytes, after: bytes, limit: int, cls: type)");
+        return NULL;
+    }
+    char *prefix, *after;
+    Py_ssize_t plen, alen;
+    if (PyBytes_AsStringAndSize(args[1], &prefix, &plen) != 0 ||
+        PyBytes_AsStringAndSize(args[2], &after, &alen) != 0)
+        return NULL;
+    long limit = PyLong_AsLong(args[3]);
+    if (limit == -1 && PyErr_Occurred())
+        return NULL;
+    uint64_t now;
+    if (limit < 1 || limit > HOT_MAX_LIST || (size_t)plen < h->plen || plen > UINT32_MAX ||
+        alen > UINT32_MAX || memcmp(prefix, h->prefix, h->plen) != 0 || !read_now(h, &now))
+        return answer(slow);
+    PyObject *descr[3];
+    descrsetfunc set[3];
+    if (!slot_setters(cls, descr, set))
+        return answer(slow);
+    allocfunc alloc = (allocfunc)PyType_GetSlot((PyTypeObject *)cls, Py_tp_alloc);
+
+    kv_list_item *items = PyMem_Malloc((size_t)limit * sizeof *items);
+    kv_buf buf = {NULL, 0};
+    PyObject *result = NULL, *keys = NULL;
+    if (items == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    uint32_t n = 0, found = 0;
+    int more = 0, rc;
+    Py_BEGIN_ALLOW_THREADS
+    rc = kv_list(h->db, prefix, (uint32_t)plen, after, (uint32_t)alen, now, (uint32_t)limit, 1,
+                 &buf, items, &n, &more, &found);
+    Py_END_ALLOW_THREADS
+    if (rc != 0) {
+        result = PyLong_FromLong(rc);
+        goto done;
+    }
+    if (found & KV_LIST_BAD) {
+        result = answer(slow);
+        goto done;
+    }
+    keys = PyList_New((Py_ssize_t)n);
+    if (keys == NULL)
+        goto done;
+    for (uint32_t i = 0; i < n; i++) {
+        int go_slow = 0;
+        PyObject *obj = listed_key(cls, alloc, descr, set, &items[i], (const char *)buf.data,
+                                   h->plen, &go_slow);
+        if (obj == NULL) {
+            if (go_slow)
+                result = answer(slow);
+            goto done;
+        }
+        PyList_SetItem(keys, (Py_ssize_t)i, obj); /* steals obj; cannot fail here */
+    }
+    result = Py_BuildValue("(OOO)", keys, more ? Py_True : Py_False,
+                           (found & KV_LIST_META) ? Py_True : Py_False);
+done:
+    Py_XDECREF(keys);
+    kv_buf_free(&buf);
+    PyMem_Free(items);
+    for (int i = 0; i < 3; i++)
+        Py_DECREF(descr[i]);
+    return result;
+}
+
 /* ------------------------------------------------------------------ module */
 
 static PyMethodDef hot_methods[] = {
@@ -335,6 +482,8 @@ static PyMethodDef hot_methods[] = {
      "put(handle, key, value) -> None | int | SLOW: a plain put in one call."},
     {"get", (PyCFunction)(void (*)(void))hot_get, METH_FASTCALL,
      "get(handle, key, type) -> bytes | str | None | SLOW: a plain get in one call."},
+    {"list", (PyCFunction)(void (*)(void))hot_list, METH_FASTCALL,
+     "list(handle, prefix, after, limit, cls) -> (keys, more, has_meta) | int | SLOW."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -1,4 +1,5 @@
 # engine._hotpath (csrc/py_hotpath.c), loaded by engine._ffi from engine._native's file.
+import builtins
 from collections.abc import Callable
 from typing import Any, Final
 
@@ -18,3 +19,6 @@ class Handle:
 
 def put(handle: Handle, key: object, value: object, /) -> int | object | None: ...
 def get(handle: Handle, key: object, type: object, /) -> bytes | str | object | None: ...
+def list(
+    handle: Handle, prefix: bytes, after: bytes, limit: int, cls: type, /
+) -> tuple[builtins.list[Any], bool, bool] | int | object: ...

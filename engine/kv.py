@@ -41,6 +41,7 @@ from engine.storage import (
     BatchOp,
     LogStore,
     hot_get,
+    hot_list,
     hot_put,
 )
 from engine.storage import StreamTooLarge as _StreamTooLarge
@@ -606,6 +607,21 @@ class Namespace:
             return ListResult([], True, None)
         full = ns._prefix + p
         start = ns._prefix + after if after else b""
+        hot = ns._hot_get
+        if hot is not None:
+            got = hot_list(hot, full, start, n, KeyInfo)
+            if type(got) is tuple:
+                keys, more, has_meta = got
+                if has_meta:
+                    loads = json.loads
+                    for key in keys:
+                        if key.metadata is not None:
+                            key.metadata = loads(key.metadata)
+                if more and keys:
+                    return ListResult(keys, False, _encode_cursor(keys[-1].name.encode()))
+                return ListResult(keys, True, None)
+            if isinstance(got, int):  # else HOT_SLOW: the general path below decides
+                ns._log.list_failed(got)
         plen = len(ns._prefix)
         names, exps, metas, more = ns._log.list_names(full, start, ns._clock(), n, True, plen)
         expirations = None if exps is None else [exp or None for exp in exps]

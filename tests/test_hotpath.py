@@ -1,4 +1,4 @@
-"""engine._hotpath (csrc/py_hotpath.c): the one-call put and get of the KV layer.
+"""engine._hotpath (csrc/py_hotpath.c): the one-call put, get and list page of the KV layer.
 
 The hot path must be invisible: every call gives what the general path of
 Namespace.put/get gives (value, None or the same exception), only sooner.  The
@@ -24,7 +24,7 @@ from kv_helpers import FakeClock
 import engine
 from engine import validate as v
 from engine._ffi import hotpath, lib
-from engine.errors import EngineIOError, StoreClosedError
+from engine.errors import CorruptionError, EngineIOError, StoreClosedError
 from engine.kv import Namespace
 from engine.values import ValueStream
 
@@ -90,6 +90,77 @@ def test_every_call_answers_as_the_general_path_does(
             assert outcome(hot.get, key, kind) == outcome(gen.get, key, kind)
             assert outcome(hot.get, key) == outcome(gen.get, key)
         assert [k.name for k in hot.list().keys] == [k.name for k in gen.list().keys]
+
+
+list_keys = st.text("ab.\x00é", min_size=1, max_size=4).filter(lambda k: k not in (".", ".."))
+writes = st.lists(
+    st.tuples(
+        list_keys,
+        st.sampled_from([None, 60, 61, 120]),  # expiration_ttl
+        st.sampled_from([None, {"m": 1}, [1, "é"], "s", 0, None]),  # metadata
+    ),
+    max_size=20,
+)
+
+
+@given(
+    ops=writes,
+    deletes=st.lists(list_keys, max_size=3),
+    advance=st.sampled_from([0, 60, 61, 119.5]),
+    prefix=st.sampled_from([None, "", "a", "b", "ab", "é", "\x00"]),
+    limit=st.integers(1, 4),
+)
+def test_every_page_is_the_general_paths_page(
+    tmp_path_factory: pytest.TempPathFactory,
+    ops: list[tuple[str, int | None, Any]],
+    deletes: list[str],
+    advance: float,
+    prefix: str | None,
+    limit: int,
+) -> None:
+    clock = FakeClock()
+    base = tmp_path_factory.mktemp("hotlist")
+    with engine.open(base / "a", clock=clock) as a, engine.open(base / "b", clock=clock) as b:
+        hot, gen = a.namespace("n"), general(b.namespace("n"))
+        assert hot._hot_get is not None
+        for ns in (hot, gen):
+            for key, ttl, meta in ops:
+                ns.put(key, key, expiration_ttl=ttl, metadata=meta)
+            for key in deletes:
+                ns.delete(key)
+        clock.advance(advance)
+        cursors: list[str | None] = [None]
+        while True:
+            page = hot.list(prefix=prefix, limit=limit, cursor=cursors[-1])
+            assert page == gen.list(prefix=prefix, limit=limit, cursor=cursors[-1])
+            if page.list_complete:
+                break
+            cursors.append(page.cursor)
+            assert len(cursors) <= 20
+
+
+def test_a_page_with_a_damaged_record_raises_as_the_general_path(kv: Namespace) -> None:
+    kv.put("a", b"v")
+    kv.put("b", b"v", metadata="META-OF-B")
+    segments = sorted(p for p in Path(kv._log.path).iterdir() if p.is_file())
+    hit = [p for p in segments if b"META-OF-B" in p.read_bytes()]
+    assert len(hit) == 1
+    data = hit[0].read_bytes()
+    with open(hit[0], "r+b") as f:
+        f.seek(data.index(b"META-OF-B"))
+        f.write(b"X")
+    with pytest.raises(CorruptionError) as info:
+        kv.list()
+    assert info.value.path == str(hit[0])
+    assert kv.list(prefix="a").keys == [engine.KeyInfo("a")]
+
+
+def test_a_key_that_is_not_utf8_fails_the_page(kv: Namespace) -> None:
+    kv.put("ok", b"v")
+    kv._log.put(kv._prefix + b"\xff", b"v")  # below the KV layer, which never writes one
+    with pytest.raises(UnicodeDecodeError):
+        kv.list()
+    assert kv.list(prefix="ok").keys == [engine.KeyInfo("ok")]
 
 
 def test_values_at_the_size_limit(pair: tuple[Namespace, Namespace]) -> None:
@@ -162,6 +233,7 @@ def test_the_system_clock_is_read_by_the_core(tmp_path: Path) -> None:
         ns = db.namespace()
         ns.put("k", "v", expiration_ttl=3600)
         assert ns.get("k") == "v"
+        assert [k.name for k in ns.list().keys] == ["k"]  # kv_list reads the clock too
 
 
 def test_core_errors_are_raised_not_retried(tmp_path: Path) -> None:
@@ -184,6 +256,8 @@ def test_core_errors_are_raised_not_retried(tmp_path: Path) -> None:
         ns.put("k", b"v")
     with pytest.raises(StoreClosedError):
         ns.get("before")
+    with pytest.raises(StoreClosedError):
+        ns.list()
 
 
 def test_a_read_only_store_reads_hot_and_refuses_writes(tmp_path: Path) -> None:
@@ -220,14 +294,18 @@ def test_a_deleted_namespace_handle_goes_to_the_live_one(db: engine.Store) -> No
 
 def test_no_reference_is_leaked(kv: Namespace) -> None:
     key, value, text, kind = "refs", b"v" * 100, "t" * 100, "bytes"
+    kv.put("with-meta", b"v", metadata={"m": 1}, expiration_ttl=600)
     hot = kv._hot_get
-    before = [sys.getrefcount(o) for o in (key, value, text, kind, hot)]
+    watched = (key, value, text, kind, hot, engine.KeyInfo, None, True, False)
+    before = [sys.getrefcount(o) for o in watched]
     for _ in range(1000):
         kv.put(key, value)
         kv.put(key, text)
         kv.get(key, kind)
         kv.get("missing", kind)
-    assert [sys.getrefcount(o) for o in (key, value, text, kind, hot)] == before
+        page = kv.list()
+    del page
+    assert [sys.getrefcount(o) for o in watched] == before
 
 
 def test_threads_share_a_namespace(kv: Namespace) -> None:
@@ -257,6 +335,18 @@ def test_misuse_of_the_module_raises(kv: Namespace) -> None:
         hotpath.put(hot, "k")
     with pytest.raises(TypeError, match="must be a Handle"):
         hotpath.get(object(), "k", "text")
+    with pytest.raises(TypeError, match="takes 5 arguments"):
+        hotpath.list(hot, b"", b"", 10)
+    with pytest.raises(TypeError, match="prefix: bytes"):
+        hotpath.list(hot, "", b"", 10, engine.KeyInfo)
+    with pytest.raises(TypeError, match="cls: type"):
+        hotpath.list(hot, b"", b"", 10, "KeyInfo")
+    full = kv._prefix
+    for limit in (0, 1001):  # the KV layer never asks for these: the general path answers
+        assert hotpath.list(hot, full, b"", limit, engine.KeyInfo) is hotpath.SLOW
+    assert hotpath.list(hot, b"", b"", 10, engine.KeyInfo) is hotpath.SLOW  # not its namespace
+    assert hotpath.list(hot, full, b"", 10, object) is hotpath.SLOW  # no slots to fill
+    assert hotpath.list(hot, full, b"", 10, engine.KeyInfo) == ([], False, False)
     owner = kv._log._db
     address = int(engine._ffi.ffi.cast("uintptr_t", owner))
     with pytest.raises(ValueError, match="prefix"):
