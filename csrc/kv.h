@@ -295,4 +295,21 @@ int  kv_hint_check(const char *dir, uint64_t seg_id, uint64_t *bad_off);
 
 /* CDEF-END */
 
+/* kv_get_tl in two halves, for a binding that holds an interpreter lock it
+ * releases only around work that may wait (engine._hotpath): a miss or a
+ * record in the cache never waits, and releasing and taking the lock back
+ * would cost it as much as the lookup.  kv_get_tl_begin never waits for the
+ * index lock and never reads a file; it answers as kv_get_tl does, or
+ *   KV_GET_BUSY     a writer held the index lock: nothing is held; call
+ *                   kv_get_tl, which waits for it;
+ *   KV_GET_PENDING  the record must be read from its file: it is located and
+ *                   its segment pinned for this thread, whose next read must be
+ *                   kv_get_tl_finish with the same key, which reads it and
+ *                   answers as kv_get_tl does.
+ * Outside the cdef: through cffi every call releases the lock anyway. */
+#define KV_GET_BUSY     -4
+#define KV_GET_PENDING  -5
+int64_t kv_get_tl_begin(kv_db *db, const char *key, uint32_t klen, uint64_t now);
+int64_t kv_get_tl_finish(const char *key, uint32_t klen);
+
 #endif

@@ -39,15 +39,19 @@ static uint64_t resolve_now(uint64_t now)
     return ts.tv_sec > 0 ? (uint64_t)ts.tv_sec : 0;
 }
 
-/* Finds key and pins its segment.  0, KV_ENOTFOUND, KV_ECLOSED. */
-static int locate(kv_db *db, const char *key, uint32_t klen, uint64_t now, kv_loc *loc,
+/* Finds key and pins its segment.  0, KV_ENOTFOUND, KV_ECLOSED, or when
+ * !wait, KV_EBUSY: a writer holds the index lock (nothing is held). */
+static int locate(kv_db *db, const char *key, uint32_t klen, uint64_t now, int wait, kv_loc *loc,
                   kv_segfile **sf)
 {
     int rc = 0;
     if (klen > KV_MAX_KEY)
         return KV_ENOTFOUND;
     now = resolve_now(now);
-    pthread_rwlock_rdlock(&db->ixlock);
+    if (wait)
+        pthread_rwlock_rdlock(&db->ixlock);
+    else if (pthread_rwlock_tryrdlock(&db->ixlock) != 0)
+        return KV_EBUSY;
     if (db->closed)
         rc = KV_ECLOSED;
     else if (!kv_index_get(db->ix, key, klen, loc) || (loc->flags & KV_LOC_TOMBSTONE) ||
@@ -275,41 +279,67 @@ static int read_value(int fd, const uint8_t *head, const kv_rec *r, uint64_t vof
     return rc;
 }
 
-/* Reads the whole record at loc into buf and checks it (header, key, value),
- * from the record cache when it holds the record: its copy passed the same
- * checks when it was read, so only the header is checked again (a cheap guard
- * that the index and the cache agree on the key). */
-static int read_record(kv_cache *cache, const kv_segfile *sf, const kv_loc *loc, const char *key,
-                       uint32_t klen, kv_buf *buf, kv_value *out)
+/* The record cache's copy of the record at loc, into buf (reserved for the
+ * whole record): its copy passed the file read's checks when it was kept, so
+ * only the header is checked again (a cheap guard that the index and the
+ * cache agree on the key).  *hit says whether the cache held it, *seen whether
+ * the cache's doorkeeper had seen it before (a file read then keeps it).
+ * 0 or an error code. */
+static int read_cached(kv_cache *cache, const kv_segfile *sf, const kv_loc *loc, const char *key,
+                       uint32_t klen, kv_buf *buf, kv_value *out, int *seen, int *hit)
+{
+    kv_rec r;
+    int rc = buf_reserve(buf, loc->rec_len);
+    *hit = 0;
+    *seen = 0;
+    if (rc)
+        return rc;
+    *seen = kv_cache_seen(cache, sf->id, loc->rec_off);
+    if (!*seen || !kv_cache_get(cache, sf->id, loc->rec_off, loc->rec_len, buf->data))
+        return 0;
+    if (!header_matches(buf->data, loc->rec_len, loc, key, klen, &r))
+        return KV_ECORRUPT;
+    fill_value(out, &r, (uint64_t)KV_REC_HDR_SIZE + r.klen + r.mlen);
+    *hit = 1;
+    return 0;
+}
+
+/* The whole record at loc from its file into buf (reserved by read_cached),
+ * checked (header, key, value); kept in the cache when `seen`. */
+static int read_file(kv_cache *cache, const kv_segfile *sf, const kv_loc *loc, const char *key,
+                     uint32_t klen, int seen, kv_buf *buf, kv_value *out)
 {
     kv_rec r;
     size_t got;
-    int rc = buf_reserve(buf, loc->rec_len);
+    int rc = kv_io_pread(sf->fd, buf->data, loc->rec_len, loc->rec_off, &got);
     if (rc)
         return rc;
-    int seen = kv_cache_seen(cache, sf->id, loc->rec_off);
-    if (seen && kv_cache_get(cache, sf->id, loc->rec_off, loc->rec_len, buf->data)) {
-        if (!header_matches(buf->data, loc->rec_len, loc, key, klen, &r))
-            return KV_ECORRUPT;
-    } else {
-        rc = kv_io_pread(sf->fd, buf->data, loc->rec_len, loc->rec_off, &got);
-        if (rc)
-            return rc;
-        if (got != loc->rec_len || !header_matches(buf->data, got, loc, key, klen, &r) ||
-            !kv_rec_body_ok(buf->data, &r))
-            return KV_ECORRUPT;
-        if (seen)
-            kv_cache_put(cache, sf->id, loc->rec_off, buf->data, loc->rec_len);
-    }
+    if (got != loc->rec_len || !header_matches(buf->data, got, loc, key, klen, &r) ||
+        !kv_rec_body_ok(buf->data, &r))
+        return KV_ECORRUPT;
+    if (seen)
+        kv_cache_put(cache, sf->id, loc->rec_off, buf->data, loc->rec_len);
     fill_value(out, &r, (uint64_t)KV_REC_HDR_SIZE + r.klen + r.mlen);
     return 0;
+}
+
+/* Reads the whole record at loc into buf and checks it, from the record cache
+ * when it holds the record. */
+static int read_record(kv_cache *cache, const kv_segfile *sf, const kv_loc *loc, const char *key,
+                       uint32_t klen, kv_buf *buf, kv_value *out)
+{
+    int seen, hit;
+    int rc = read_cached(cache, sf, loc, key, klen, buf, out, &seen, &hit);
+    if (rc || hit)
+        return rc;
+    return read_file(cache, sf, loc, key, klen, seen, buf, out);
 }
 
 int kv_get(kv_db *db, const char *key, uint32_t klen, uint64_t now, kv_buf *buf, kv_value *out)
 {
     kv_loc loc;
     kv_segfile *sf;
-    int rc = locate(db, key, klen, now, &loc, &sf);
+    int rc = locate(db, key, klen, now, 1, &loc, &sf);
     if (rc)
         return rc;
     describe(out, sf, &loc);
@@ -324,6 +354,13 @@ int kv_get(kv_db *db, const char *key, uint32_t klen, uint64_t now, kv_buf *buf,
 typedef struct tl_read {
     kv_buf buf;
     kv_value out;
+    /* Between kv_get_tl_begin's KV_GET_PENDING and kv_get_tl_finish: the
+     * located record, its pinned segment, and the doorkeeper's answer. */
+    int pending;
+    int seen;
+    kv_cache *cache;
+    kv_segfile *sf;
+    kv_loc loc;
 } tl_read;
 
 static pthread_key_t tl_key;
@@ -362,42 +399,106 @@ static tl_read *tl_get(void)
     return t;
 }
 
+static int64_t tl_failed(int rc)
+{
+    tl_rc = rc;
+    return KV_GET_FAILED;
+}
+
+/* kv_get_tl's answer for the record at loc, read with result rc. */
+static int64_t tl_answer(const tl_read *t, const kv_loc *loc, int rc)
+{
+    if (rc)
+        return tl_failed(rc);
+    return loc->rec_len <= KV_GET_TL_MAX ? (int64_t)t->out.vlen : KV_GET_LARGE;
+}
+
+/* The file read of a located record that the cache did not hold.  A record
+ * longer than KV_GET_TL_MAX is not copied into this thread's buffer, which
+ * would then stay that large: only its head is read, for the caller to size
+ * the value and read it with kv_get_into. */
+static int tl_from_file(tl_read *t, kv_cache *cache, const kv_segfile *sf, const kv_loc *loc,
+                        const char *key, uint32_t klen)
+{
+    kv_rec r;
+    if (loc->rec_len <= KV_GET_TL_MAX)
+        return read_file(cache, sf, loc, key, klen, t->seen, &t->buf, &t->out);
+    int rc = read_head(sf, loc, key, klen, &t->buf, &r);
+    if (!rc)
+        fill_value(&t->out, &r, 0);
+    return rc;
+}
+
+/* Locates key for kv_get_tl and kv_get_tl_begin and serves it from the cache
+ * when it can.  KV_GET_PENDING with sf pinned when the file must be read;
+ * any other value is kv_get_tl's answer, with nothing held. */
+static int64_t tl_start(tl_read *t, kv_db *db, const char *key, uint32_t klen, uint64_t now,
+                        int wait, kv_segfile **sf, kv_loc *loc)
+{
+    if (t->pending) { /* a begin without its finish: let its segment go */
+        t->pending = 0;
+        kv_db_unpin(t->sf);
+    }
+    int hit = 0, rc = locate(db, key, klen, now, wait, loc, sf);
+    if (rc == KV_ENOTFOUND)
+        return KV_GET_MISSING;
+    if (rc == KV_EBUSY)
+        return KV_GET_BUSY;
+    if (rc)
+        return tl_failed(rc);
+    describe(&t->out, *sf, loc);
+    t->seen = 0;
+    if (loc->flags & KV_LOC_CORRUPT)
+        rc = KV_ECORRUPT;
+    else if (loc->rec_len <= KV_GET_TL_MAX)
+        rc = read_cached(db->cache, *sf, loc, key, klen, &t->buf, &t->out, &t->seen, &hit);
+    if (!rc && !hit)
+        return KV_GET_PENDING;
+    kv_db_unpin(*sf);
+    return tl_answer(t, loc, rc);
+}
+
 int64_t kv_get_tl(kv_db *db, const char *key, uint32_t klen, uint64_t now)
 {
     tl_read *t = tl_get();
-    kv_loc loc;
     kv_segfile *sf;
-    kv_rec r;
-    if (!t) {
-        tl_rc = KV_ENOMEM;
-        return KV_GET_FAILED;
-    }
-    int rc = locate(db, key, klen, now, &loc, &sf);
-    if (rc == KV_ENOTFOUND)
-        return KV_GET_MISSING;
-    if (rc) {
-        tl_rc = rc;
-        return KV_GET_FAILED;
-    }
-    describe(&t->out, sf, &loc);
-    if (loc.flags & KV_LOC_CORRUPT) {
-        rc = KV_ECORRUPT;
-    } else if (loc.rec_len <= KV_GET_TL_MAX) {
-        rc = read_record(db->cache, sf, &loc, key, klen, &t->buf, &t->out);
-    } else {
-        /* Too large for this thread's buffer, which would then stay that large:
-         * only the head is read, for the caller to size the value and read it
-         * with kv_get_into. */
-        rc = read_head(sf, &loc, key, klen, &t->buf, &r);
-        if (!rc)
-            fill_value(&t->out, &r, 0);
-    }
+    kv_loc loc;
+    if (!t)
+        return tl_failed(KV_ENOMEM);
+    int64_t n = tl_start(t, db, key, klen, now, 1, &sf, &loc);
+    if (n != KV_GET_PENDING)
+        return n;
+    int rc = tl_from_file(t, db->cache, sf, &loc, key, klen);
     kv_db_unpin(sf);
-    if (rc) {
-        tl_rc = rc;
-        return KV_GET_FAILED;
+    return tl_answer(t, &loc, rc);
+}
+
+int64_t kv_get_tl_begin(kv_db *db, const char *key, uint32_t klen, uint64_t now)
+{
+    tl_read *t = tl_get();
+    kv_segfile *sf;
+    kv_loc loc;
+    if (!t)
+        return tl_failed(KV_ENOMEM);
+    int64_t n = tl_start(t, db, key, klen, now, 0, &sf, &loc);
+    if (n == KV_GET_PENDING) {
+        t->pending = 1;
+        t->cache = db->cache;
+        t->sf = sf;
+        t->loc = loc;
     }
-    return loc.rec_len <= KV_GET_TL_MAX ? (int64_t)t->out.vlen : KV_GET_LARGE;
+    return n;
+}
+
+int64_t kv_get_tl_finish(const char *key, uint32_t klen)
+{
+    tl_read *t = tl_cur;
+    if (!t || !t->pending)
+        return tl_failed(KV_EINVAL);
+    t->pending = 0;
+    int rc = tl_from_file(t, t->cache, t->sf, &t->loc, key, klen);
+    kv_db_unpin(t->sf);
+    return tl_answer(t, &t->loc, rc);
 }
 
 int kv_get_into(kv_db *db, const char *key, uint32_t klen, uint64_t now, char *dst,
@@ -409,7 +510,7 @@ int kv_get_into(kv_db *db, const char *key, uint32_t klen, uint64_t now, char *d
     kv_rec r;
     if (!t)
         return KV_ENOMEM;
-    int rc = locate(db, key, klen, now, &loc, &sf);
+    int rc = locate(db, key, klen, now, 1, &loc, &sf);
     if (rc)
         return rc;
     describe(out, sf, &loc);
@@ -449,7 +550,7 @@ int kv_open_value(kv_db *db, const char *key, uint32_t klen, uint64_t now, kv_bu
     kv_loc loc;
     kv_segfile *sf;
     kv_rec r;
-    int rc = locate(db, key, klen, now, &loc, &sf);
+    int rc = locate(db, key, klen, now, 1, &loc, &sf);
     if (rc)
         return rc;
     describe(out, sf, &loc);

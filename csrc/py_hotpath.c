@@ -41,11 +41,16 @@
  *       either with its details) or the clock has no plain reading.
  *
  * THREADS
- *   The GIL is released around each core call, as cffi does; the key is
- *   copied to the stack and the value object is held by the caller (or, for
- *   a str value, by this call), so nothing moves while it is released.  A
- *   get's value is copied out of this thread's buffer (kv_get_tl) after the
- *   GIL is taken back; no other thread writes that buffer.
+ *   The GIL is released around each core call that may wait, as cffi does;
+ *   the key is copied to the stack and the value object is held by the caller
+ *   (or, for a str value, by this call), so nothing moves while it is
+ *   released.  A get keeps the GIL for kv_get_tl_begin, which never waits
+ *   (a miss or a cached record: releasing and retaking the GIL would cost
+ *   about a third of such a get), and releases it for the file read or for a
+ *   lookup that must wait for a writer.  The core never calls back into
+ *   Python, so holding the GIL there cannot deadlock.  A get's value is copied
+ *   out of this thread's buffer (kv_get_tl) with the GIL held; no other
+ *   thread writes that buffer.
  */
 #define Py_LIMITED_API 0x030B0000
 #define PY_SSIZE_T_CLEAN
@@ -320,10 +325,16 @@ static PyObject *hot_get(PyObject *module, PyObject *const *args, Py_ssize_t nar
     int kind = kind_of(args[2]);
     if (kind == KIND_SLOW || !full_key(h, args[1], key, &klen) || !read_now(h, &now))
         return answer(slow);
-    int64_t n;
-    Py_BEGIN_ALLOW_THREADS
-    n = kv_get_tl(h->db, key, klen, now);
-    Py_END_ALLOW_THREADS
+    int64_t n = kv_get_tl_begin(h->db, key, klen, now);
+    if (n == KV_GET_PENDING) {
+        Py_BEGIN_ALLOW_THREADS
+        n = kv_get_tl_finish(key, klen);
+        Py_END_ALLOW_THREADS
+    } else if (n == KV_GET_BUSY) {
+        Py_BEGIN_ALLOW_THREADS
+        n = kv_get_tl(h->db, key, klen, now);
+        Py_END_ALLOW_THREADS
+    }
     if (n >= 0) {
         const char *data = kv_get_tl_data();
         if (kind == KIND_TEXT)

@@ -329,6 +329,89 @@ def test_threads_share_a_namespace(kv: Namespace) -> None:
     assert len(kv.list(limit=1000).keys) == 1000
 
 
+def test_a_cached_record_is_served_without_the_file(tmp_path: Path) -> None:
+    """The part of a get that keeps the GIL ends at the cache; the file read is the other part."""
+    with engine.open(tmp_path / "db") as db:
+        ns = db.namespace()
+        ns.put("cached", b"c" * 100)
+        ns.put("on-disk", b"d" * 100)
+        for _ in range(2):  # the doorkeeper admits a record on its second read
+            assert ns.get("cached", "bytes") == b"c" * 100
+        hits = db.stats().read_cache.hits
+        try:
+            lib.kv_io_fault_set(lib.KV_IO_OP_READ, 1, errno.EIO, 1)
+            assert ns.get("cached", "bytes") == b"c" * 100
+            assert ns.get("absent", "bytes") is None
+            with pytest.raises(EngineIOError) as info:
+                ns.get("on-disk", "bytes")
+            assert info.value.errno == errno.EIO
+        finally:
+            lib.kv_io_fault_set(0, 0, 0, 0)
+        assert db.stats().read_cache.hits == hits + 1
+        assert ns.get("on-disk", "bytes") == b"d" * 100
+
+
+def deleted_segments_open() -> list[str]:
+    fds = Path("/proc/self/fd")
+    names = []
+    for fd in fds.iterdir():
+        try:
+            target = str(fd.readlink())
+        except OSError:  # closed since the listing
+            continue
+        if target.endswith(".seg (deleted)"):
+            names.append(target)
+    return names
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc")
+@pytest.mark.timeout(120)  # a segment a read failed to let go would stall compaction
+def test_reads_racing_writes_and_compaction_see_only_written_values(tmp_path: Path) -> None:
+    """Gets that find the index lock taken wait for it; every read lets its segment go."""
+    keys = [f"k{i:03d}" for i in range(200)]
+    errors: list[BaseException] = []
+    stop = threading.Event()
+    with engine.open(tmp_path / "db", max_segment_bytes=1 << 16) as db:
+        ns = db.namespace()
+        for k in keys:
+            ns.put(k, f"{k}:0".encode())
+
+        def write() -> None:
+            try:
+                for round_ in range(1, 40):
+                    ns.put_many([{"key": k, "value": f"{k}:{round_}"} for k in keys[::2]])
+                    for k in keys[1::2]:
+                        ns.put(k, f"{k}:{round_}".encode())
+                    if round_ % 10 == 0:
+                        db.compact()
+            except BaseException as exc:  # reported below, in the test's thread
+                errors.append(exc)
+            finally:
+                stop.set()
+
+        def read() -> None:
+            last = dict.fromkeys(keys, 0)
+            try:
+                while not stop.is_set():
+                    for k in keys:
+                        name, _, version = ns.get(k, "bytes").decode().partition(":")
+                        assert name == k
+                        assert int(version) >= last[k]  # never an older value than seen
+                        last[k] = int(version)
+            except BaseException as exc:
+                errors.append(exc)
+
+        threads = [threading.Thread(target=write), *(threading.Thread(target=read) for _ in "ab")]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert errors == []
+        db.compact()
+        assert deleted_segments_open() == []
+        assert all(ns.get(k, "bytes") == f"{k}:39".encode() for k in keys)
+
+
 def test_misuse_of_the_module_raises(kv: Namespace) -> None:
     hot = kv._hot_get
     with pytest.raises(TypeError, match="takes 3 arguments"):
