@@ -830,6 +830,35 @@ static inline int cmp_id(const kv_index *ix, const void *key, uint32_t klen, uin
     return cmp_key(key, klen, ekey(ix, e), eklen(e));
 }
 
+/* A binary search over the ids a[lo..hi) of one node compares the key of
+ * a[mid] at the cost of two dependent cache misses (its entry, then its key
+ * bytes): in a tree larger than the CPU cache nearly every comparison of a
+ * descent pays both, and the descents of new keys were 73% of the keydir's
+ * time in a fill of 1M keys.  The next comparison is at one of two ids and
+ * the one after at one of four: each step asks for the two keys one step
+ * ahead (their entries were asked for a step earlier) and the four entries two
+ * steps ahead, so a step's misses overlap the comparison before it.  Only ids
+ * inside [lo, hi) are touched. */
+static inline __attribute__((always_inline)) void prefetch_search(const kv_index *ix,
+                                                                   const uint32_t *a,
+                                                                   uint32_t lo, uint32_t mid,
+                                                                   uint32_t hi)
+{
+    uint32_t ml = (lo + mid) / 2, mr = (mid + 1 + hi) / 2; /* of [lo, mid) and [mid + 1, hi) */
+    if (lo < mid) {
+        prefetch_key(ix, a[ml]);
+        prefetch_entry(ix, a[(lo + ml) / 2]);
+        if (ml + 1 < mid)
+            prefetch_entry(ix, a[(ml + 1 + mid) / 2]);
+    }
+    if (mid + 1 < hi) {
+        prefetch_key(ix, a[mr]);
+        prefetch_entry(ix, a[(mid + 1 + mr) / 2]);
+        if (mr + 1 < hi)
+            prefetch_entry(ix, a[(mr + 1 + hi) / 2]);
+    }
+}
+
 /* Descend to the leaf for key.  Inner nodes: go right on equality (a separator
  * is the smallest key of its right subtree).  Leaf: first position with key >=
  * (upper = 0) or > (upper = 1) the search key. */
@@ -844,6 +873,7 @@ static void tree_descend(const kv_index *ix, const void *key, uint32_t klen, int
             const uint32_t *sep = nd->w + IX_SEP0;
             while (lo < hi) {
                 uint32_t mid = (lo + hi) / 2;
+                prefetch_search(ix, sep, lo, mid, hi);
                 if (cmp_id(ix, key, klen, sep[mid]) >= 0)
                     lo = mid + 1;
                 else
@@ -854,6 +884,7 @@ static void tree_descend(const kv_index *ix, const void *key, uint32_t klen, int
         } else {
             while (lo < hi) {
                 uint32_t mid = (lo + hi) / 2;
+                prefetch_search(ix, nd->w, lo, mid, hi);
                 int c = cmp_id(ix, key, klen, nd->w[mid]);
                 if (c > 0 || (upper && c == 0))
                     lo = mid + 1;
