@@ -429,65 +429,50 @@ static int tl_from_file(tl_read *t, kv_cache *cache, const kv_segfile *sf, const
     return rc;
 }
 
-/* Locates key for kv_get_tl and kv_get_tl_begin and serves it from the cache
- * when it can.  KV_GET_PENDING with sf pinned when the file must be read;
- * any other value is kv_get_tl's answer, with nothing held. */
-static int64_t tl_start(tl_read *t, kv_db *db, const char *key, uint32_t klen, uint64_t now,
-                        int wait, kv_segfile **sf, kv_loc *loc)
+/* kv_get_tl_begin, and with wait = 1 the first half of kv_get_tl: locates
+ * key and serves it from the cache when it can.  KV_GET_PENDING with the
+ * record's segment pinned in t when the file must be read; any other value is
+ * kv_get_tl's answer, with nothing held. */
+static int64_t tl_begin(kv_db *db, const char *key, uint32_t klen, uint64_t now, int wait)
 {
+    tl_read *t = tl_get();
+    if (!t)
+        return tl_failed(KV_ENOMEM);
     if (t->pending) { /* a begin without its finish: let its segment go */
         t->pending = 0;
         kv_db_unpin(t->sf);
     }
-    int hit = 0, rc = locate(db, key, klen, now, wait, loc, sf);
+    int hit = 0, rc = locate(db, key, klen, now, wait, &t->loc, &t->sf);
     if (rc == KV_ENOTFOUND)
         return KV_GET_MISSING;
     if (rc == KV_EBUSY)
         return KV_GET_BUSY;
     if (rc)
         return tl_failed(rc);
-    describe(&t->out, *sf, loc);
+    describe(&t->out, t->sf, &t->loc);
     t->seen = 0;
-    if (loc->flags & KV_LOC_CORRUPT)
+    if (t->loc.flags & KV_LOC_CORRUPT)
         rc = KV_ECORRUPT;
-    else if (loc->rec_len <= KV_GET_TL_MAX)
-        rc = read_cached(db->cache, *sf, loc, key, klen, &t->buf, &t->out, &t->seen, &hit);
-    if (!rc && !hit)
+    else if (t->loc.rec_len <= KV_GET_TL_MAX)
+        rc = read_cached(db->cache, t->sf, &t->loc, key, klen, &t->buf, &t->out, &t->seen, &hit);
+    if (!rc && !hit) {
+        t->pending = 1;
+        t->cache = db->cache;
         return KV_GET_PENDING;
-    kv_db_unpin(*sf);
-    return tl_answer(t, loc, rc);
+    }
+    kv_db_unpin(t->sf);
+    return tl_answer(t, &t->loc, rc);
 }
 
 int64_t kv_get_tl(kv_db *db, const char *key, uint32_t klen, uint64_t now)
 {
-    tl_read *t = tl_get();
-    kv_segfile *sf;
-    kv_loc loc;
-    if (!t)
-        return tl_failed(KV_ENOMEM);
-    int64_t n = tl_start(t, db, key, klen, now, 1, &sf, &loc);
-    if (n != KV_GET_PENDING)
-        return n;
-    int rc = tl_from_file(t, db->cache, sf, &loc, key, klen);
-    kv_db_unpin(sf);
-    return tl_answer(t, &loc, rc);
+    int64_t n = tl_begin(db, key, klen, now, 1);
+    return n == KV_GET_PENDING ? kv_get_tl_finish(key, klen) : n;
 }
 
 int64_t kv_get_tl_begin(kv_db *db, const char *key, uint32_t klen, uint64_t now)
 {
-    tl_read *t = tl_get();
-    kv_segfile *sf;
-    kv_loc loc;
-    if (!t)
-        return tl_failed(KV_ENOMEM);
-    int64_t n = tl_start(t, db, key, klen, now, 0, &sf, &loc);
-    if (n == KV_GET_PENDING) {
-        t->pending = 1;
-        t->cache = db->cache;
-        t->sf = sf;
-        t->loc = loc;
-    }
-    return n;
+    return tl_begin(db, key, klen, now, 0);
 }
 
 int64_t kv_get_tl_finish(const char *key, uint32_t klen)
