@@ -16,7 +16,7 @@ from cffi import FFI
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-CDEF_HEADERS = ["kv_error.h", "kv_hash.h", "kv_io.h", "kv.h", "kv_inspect.h"]
+CDEF_HEADERS = ["kv_error.h", "kv_hash.h", "kv_io.h", "kv.h", "kv_inspect.h", "kv_index_hooks.h"]
 # The core, and beside it engine._hotpath (py_hotpath.c): the one file that
 # speaks the Python C API, in the same shared object so it calls the core directly.
 SOURCES = [*sorted(str(p.relative_to(ROOT)) for p in HERE.glob("kv_*.c")), "csrc/py_hotpath.c"]
@@ -47,7 +47,7 @@ ffibuilder = FFI()
 ffibuilder.cdef("\n".join(_cdef_region((HERE / h).read_text()) for h in CDEF_HEADERS))
 ffibuilder.set_source(
     "engine._native",
-    '#include "kv.h"\n#include "kv_io.h"\n#include "kv_inspect.h"\n',
+    '#include "kv.h"\n#include "kv_io.h"\n#include "kv_inspect.h"\n#include "kv_index_hooks.h"\n',
     sources=SOURCES,
     include_dirs=[str(HERE.relative_to(ROOT))],
     define_macros=[("KV_PACKAGE_VERSION", f'"{_version()}"')],

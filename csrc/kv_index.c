@@ -337,9 +337,11 @@ static inline __attribute__((always_inline)) void prefetch_key(const kv_index *i
 
 static inline uint32_t key_words(uint32_t klen) { return (klen + 3) / 4; }
 
+uint32_t kv_index__hash_mask = UINT32_MAX;
+
 static inline uint32_t ix_hash(const void *key, uint32_t klen)
 {
-    return (uint32_t)kv_xxh64(key, klen, 0);
+    return (uint32_t)kv_xxh64(key, klen, 0) & kv_index__hash_mask;
 }
 
 /* ------------------------------------------------------------------ entries */
@@ -603,7 +605,7 @@ static void tbl_insert(const kv_index *ix, ix_table *t, uint32_t h, uint32_t id)
  * the system (reading as empty), so a probe starts at floor at the earliest
  * and wraps around to it. */
 static int tbl_find(const kv_index *ix, const ix_table *t, uint32_t floor, uint32_t h,
-                    const void *key, uint32_t klen, uint32_t *slot, uint32_t *id)
+                    const void *key, uint32_t klen, int exact, uint32_t *slot, uint32_t *id)
 {
     const uint32_t idm = t->idmask, tag = h & ~idm;
     uint32_t i = ht_home(t, h);
@@ -617,7 +619,7 @@ static int tbl_find(const kv_index *ix, const ix_table *t, uint32_t floor, uint3
             continue;
         const ix_entry *e = ent(ix, v - 1);
         if (e->hash == h && eklen(e) == klen &&
-            (klen == 0 || memcmp(aword(ix, e->key_off), key, klen) == 0)) {
+            (!exact || klen == 0 || memcmp(aword(ix, e->key_off), key, klen) == 0)) {
             *slot = i;
             *id = v - 1;
             return 1;
@@ -801,12 +803,16 @@ typedef struct ix_where {
     int      in_old;      /* 1 if the slot is in old */
 } ix_where;
 
-static int ix_find(const kv_index *ix, uint32_t h, const void *key, uint32_t klen, ix_where *w)
+/* The slot of key; with exact = 0 the first one whose entry has key's hash and
+ * length, its bytes not compared (kv_index_get_unchecked). */
+static int ix_find(const kv_index *ix, uint32_t h, const void *key, uint32_t klen, int exact,
+                   ix_where *w)
 {
     w->in_old = 0;
-    if (tbl_find(ix, &ix->cur, 0, h, key, klen, &w->slot, &w->id))
+    if (tbl_find(ix, &ix->cur, 0, h, key, klen, exact, &w->slot, &w->id))
         return 1;
-    if (ix->migrating && tbl_find(ix, &ix->old, (uint32_t)ix->mig_pos, h, key, klen, &w->slot, &w->id)) {
+    if (ix->migrating &&
+        tbl_find(ix, &ix->old, (uint32_t)ix->mig_pos, h, key, klen, exact, &w->slot, &w->id)) {
         w->in_old = 1;
         return 1;
     }
@@ -1448,17 +1454,27 @@ static int key_ok(const void *key, uint32_t klen)
     return klen <= KV_INDEX_MAX_KEY && (key || klen == 0);
 }
 
-int kv_index_get(const kv_index *ix, const void *key, uint32_t klen, kv_loc *loc)
+static int index_get(const kv_index *ix, const void *key, uint32_t klen, int exact, kv_loc *loc)
 {
     ix_where w;
     /* A key the index cannot hold is absent: callers test the result as a boolean. */
     if (!ix || !key_ok(key, klen))
         return 0;
-    if (!ix_find(ix, ix_hash(key, klen), key, klen, &w))
+    if (!ix_find(ix, ix_hash(key, klen), key, klen, exact, &w))
         return 0;
     if (loc)
         ent_get_loc(ent(ix, w.id), loc);
     return 1;
+}
+
+int kv_index_get(const kv_index *ix, const void *key, uint32_t klen, kv_loc *loc)
+{
+    return index_get(ix, key, klen, 1, loc);
+}
+
+int kv_index_get_unchecked(const kv_index *ix, const void *key, uint32_t klen, kv_loc *loc)
+{
+    return index_get(ix, key, klen, 0, loc);
 }
 
 int kv_index_put(kv_index *ix, const void *key, uint32_t klen, const kv_loc *loc,
@@ -1469,7 +1485,7 @@ int kv_index_put(kv_index *ix, const void *key, uint32_t klen, const kv_loc *loc
     const uint32_t h = ix_hash(key, klen);
     ix_where w;
     ht_migrate(ix, ix->mig_step);
-    if (ix_find(ix, h, key, klen, &w)) {
+    if (ix_find(ix, h, key, klen, 1, &w)) {
         ix_entry *e = ent(ix, w.id);
         if (old)
             ent_get_loc(e, old);
@@ -1531,7 +1547,7 @@ int kv_index_replace_if(kv_index *ix, const void *key, uint32_t klen,
     ix_where w;
     if (!ix || !loc || !key_ok(key, klen) || (loc->flags & ~KV_LOC_FLAG_MASK))
         return KV_EINVAL;
-    if (!ix_find(ix, ix_hash(key, klen), key, klen, &w))
+    if (!ix_find(ix, ix_hash(key, klen), key, klen, 1, &w))
         return 0;
     ix_entry *e = ent(ix, w.id);
     if (e->seg != expect_seg || e->rec_off != expect_off)
@@ -1547,7 +1563,7 @@ int kv_index_del(kv_index *ix, const void *key, uint32_t klen, kv_loc *old)
         return 0;
     const uint32_t h = ix_hash(key, klen);
     ht_migrate(ix, ix->mig_step);
-    if (!ix_find(ix, h, key, klen, &w))
+    if (!ix_find(ix, h, key, klen, 1, &w))
         return 0;
     ix_entry *e = ent(ix, w.id);
     if (old)
@@ -1929,7 +1945,7 @@ int kv_index__check(const kv_index *ix, char *msg, size_t msglen)
         const ix_entry *e = ent(ix, id);
         ix_where w;
         if (e->key_off != IX_FREE_KEY &&
-            !(ix_find(ix, e->hash, ekey(ix, e), eklen(e), &w) && w.id == id)) {
+            !(ix_find(ix, e->hash, ekey(ix, e), eklen(e), 1, &w) && w.id == id)) {
             snprintf(msg, msglen, "entry %u: a lookup of its key fails", id);
             goto out;
         }

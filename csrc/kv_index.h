@@ -70,6 +70,12 @@ int kv_index_build_order(kv_index *ix);
 /* 1 and *loc filled when key is present, 0 when not (also for a key longer than
  * KV_INDEX_MAX_KEY or NULL with klen > 0: such a key cannot be in the index). */
 int kv_index_get(const kv_index *ix, const void *key, uint32_t klen, kv_loc *loc);
+/* kv_index_get without comparing the key's bytes, which saves their cache
+ * miss: 1 and *loc of the first entry with key's 32-bit hash and length.  That
+ * is key's entry unless another key shares both (for a random key, about one
+ * lookup in 2^32 per slot probed), so a caller must check the key where it
+ * reads the record and, if it differs, ask kv_index_get.  0 is exact: absent. */
+int kv_index_get_unchecked(const kv_index *ix, const void *key, uint32_t klen, kv_loc *loc);
 
 /* Insert or replace.  *had_old = 1 and *old = previous location when the key was
  * present.  *id_out (may be NULL) = the entry id, stable until the key is deleted. */

@@ -1,7 +1,8 @@
 /*
  * kv_index_hooks.h -- test and measurement hooks of kv_index.c, not part of the
  * API: the C tests (csrc/tests/test_index.c) and the memory profile
- * (csrc/bench/index_profile.c) use them; the Python binding does not.
+ * (csrc/bench/index_profile.c) use them; the Python binding only the hash
+ * mask, for the tests of reads that collide.
  */
 #ifndef KV_INDEX_HOOKS_H
 #define KV_INDEX_HOOKS_H
@@ -36,6 +37,12 @@ typedef struct kv_index__profile {
     double   miss_mean;       /* slots read by a miss in cur, mean over all home slots */
     uint32_t miss_max;
 } kv_index__profile;
+
+/* CDEF-BEGIN */
+/* ANDed into every key hash of every index (default all ones): a test sets it
+ * to make keys collide, then restores it before opening another index. */
+extern uint32_t kv_index__hash_mask;
+/* CDEF-END */
 
 /* When >= 0, that many more allocations succeed and every later one fails. */
 extern long kv_index__alloc_fail_after;
