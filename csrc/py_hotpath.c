@@ -1,6 +1,6 @@
 /*
- * py_hotpath.c -- engine._hotpath: the KV layer's plain put and get, each one
- * call from Python into the core.
+ * py_hotpath.c -- engine._hotpath: the KV layer's plain put, get and list
+ * page, each one call from Python into the core.
  *
  * WHY THIS EXISTS
  *   A small put or a cached get does ~0.2 us of work in the core, but through
@@ -12,7 +12,7 @@
  *   as the KV layer would, builds the namespaced key on the stack and calls
  *   the core directly.  Everything else answers SLOW and the caller takes its
  *   general path, which raises the exact errors; nothing here raises a KV
- *   error of its own.  cffi stays the binding of the whole C API: this is two
+ *   error of its own.  cffi stays the binding of the whole C API: this is three
  *   entry points beside it, compiled into the same shared object (PEP 489
  *   lets one library hold several modules) so they call the core directly.
  *

@@ -39,8 +39,24 @@ def test_peer_harness_runs_and_reports_every_workload(tmp_path: Path) -> None:
     assert expected <= measured, expected - measured
     assert all(v > 0 for w in expected for v in report["runs"][w]["kvengine"])
     table = (out / "peer.md").read_text()
-    assert "| put 100 B |" in table and "| target | reached | met |" in table
+    assert "| put 100 B |" in table and "| target | reached | round by round | met |" in table
     assert report["durability"]["kvengine"]
+
+
+def test_a_ratio_target_reports_the_spread_of_its_rounds() -> None:
+    sys.path.insert(0, str(ROOT / "bench"))
+    try:
+        import peer_report
+    finally:
+        sys.path.remove(str(ROOT / "bench"))
+    runs = {"get hit": {"kvengine": [2.0, 1.0, 4.0], "lmdb": [1.0, 1.5, 2.0]}}
+    medians = {"get hit": {"kvengine": 2.0, "lmdb": 1.5}}
+    report = peer_report.build(
+        medians, runs, {}, {}, config={}, machine={}, versions={}, durability={}, big_bytes=1
+    )
+    (target,) = report["targets"]
+    assert target["reached"] == "0.75x" and not target["met"]
+    assert target["rounds"] == "0.50-1.50x"  # rounds 1, 2, 3: 0.5, 1.5, 0.5
 
 
 def test_anatomy_times_every_layer_of_a_put_and_a_get(tmp_path: Path) -> None:
