@@ -63,6 +63,18 @@ def test_every_key_reads_its_own_value(colliding: engine.Store) -> None:
     assert read_all(ns, ["k999", "k-1", "absent"]) == dict.fromkeys(["k999", "k-1", "absent"])
 
 
+def test_large_values_among_colliding_keys(colliding: engine.Store) -> None:
+    """A record over 256 KiB is read head first, then its value (kv_get_into)."""
+    ns = colliding.namespace()
+    big = {k: bytes([i]) * (300 * 1024 + i) for i, k in enumerate(KEYS[:4])}
+    for k in KEYS:
+        ns.put(k, big.get(k, value_of(k)))
+    want = {k: big.get(k, value_of(k)) for k in KEYS}
+    for _ in range(2):
+        assert read_all(ns, KEYS) == want
+        assert read_all(general(ns), KEYS) == want
+
+
 def test_a_deleted_or_expired_key_hides_no_live_one(
     colliding: engine.Store, clock: FakeClock
 ) -> None:
