@@ -1,6 +1,6 @@
 /*
- * py_hotpath.c -- engine._hotpath: the KV layer's plain put, get and list
- * page, each one call from Python into the core.
+ * py_hotpath.c -- engine._hotpath: the KV layer's plain put, delete, get and
+ * list page, each one call from Python into the core.
  *
  * WHY THIS EXISTS
  *   A small put or a cached get does ~0.2 us of work in the core, but through
@@ -12,7 +12,7 @@
  *   as the KV layer would, builds the namespaced key on the stack and calls
  *   the core directly.  Everything else answers SLOW and the caller takes its
  *   general path, which raises the exact errors; nothing here raises a KV
- *   error of its own.  cffi stays the binding of the whole C API: this is three
+ *   error of its own.  cffi stays the binding of the whole C API: this is four
  *   entry points beside it, compiled into the same shared object (PEP 489
  *   lets one library hold several modules) so they call the core directly.
  *
@@ -26,6 +26,8 @@
  *   put(h, key, value) -> None | int | SLOW
  *       None written; an int is the core's return code for the caller to
  *       raise (a write is never retried); SLOW: not a plain put.
+ *   delete(h, key) -> None | int | SLOW
+ *       as put, for a tombstone (deleting a missing key is not an error).
  *   get(h, key, type) -> bytes | str | None | SLOW | FAILED
  *       type "bytes"/"arrayBuffer" give bytes, "text" str (UTF-8, invalid
  *       bytes replaced); None: absent or expired.  SLOW for any other type,
@@ -313,6 +315,25 @@ static PyObject *hot_put(PyObject *module, PyObject *const *args, Py_ssize_t nar
     return PyLong_FromLong(rc);
 }
 
+static PyObject *hot_delete(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)module;
+    char key[HOT_MAX_PREFIX + HOT_MAX_KEY];
+    uint32_t klen;
+    int rc, existed;
+    Handle *h = handle_arg(args, nargs, 2, "delete");
+    if (h == NULL)
+        return NULL;
+    if (!full_key(h, args[1], key, &klen))
+        return answer(slow);
+    Py_BEGIN_ALLOW_THREADS
+    rc = kv_delete(h->db, key, klen, &existed);
+    Py_END_ALLOW_THREADS
+    if (rc == 0)
+        Py_RETURN_NONE;
+    return PyLong_FromLong(rc);
+}
+
 static PyObject *hot_get(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
     (void)module;
@@ -491,6 +512,8 @@ done:
 static PyMethodDef hot_methods[] = {
     {"put", (PyCFunction)(void (*)(void))hot_put, METH_FASTCALL,
      "put(handle, key, value) -> None | int | SLOW: a plain put in one call."},
+    {"delete", (PyCFunction)(void (*)(void))hot_delete, METH_FASTCALL,
+     "delete(handle, key) -> None | int | SLOW: a plain delete in one call."},
     {"get", (PyCFunction)(void (*)(void))hot_get, METH_FASTCALL,
      "get(handle, key, type) -> bytes | str | None | SLOW: a plain get in one call."},
     {"list", (PyCFunction)(void (*)(void))hot_list, METH_FASTCALL,

@@ -40,6 +40,7 @@ from engine.storage import (
     HOT_SLOW,
     BatchOp,
     LogStore,
+    hot_delete,
     hot_get,
     hot_list,
     hot_put,
@@ -290,9 +291,9 @@ class Namespace:
         # ns_id is None for a namespace a read-only store has never seen: it
         # holds no keys, and writes to it are refused.
         self._prefix = ns_id.to_bytes(2, "big") if ns_id is not None else b""
-        # The one-call put and get of plain calls (engine.storage.hot_put/hot_get),
+        # The one-call put, delete and get of plain calls (engine.storage.hot_*),
         # None where every call must take the general path: a namespace a
-        # read-only store has never seen; for puts, a read-only store and the
+        # read-only store has never seen; for writes, a read-only store and the
         # write rate limit.
         hot = None
         if ns_id is not None:
@@ -370,6 +371,13 @@ class Namespace:
 
     def delete(self, key: str) -> None:
         """Deletes key; deleting a missing key is not an error."""
+        hot = self._hot_put
+        if hot is not None:
+            rc = hot_delete(hot, key)
+            if rc is None:
+                return
+            if isinstance(rc, int):  # else HOT_SLOW: the general path below decides
+                self._log.delete_failed(rc)
         ns = self._current()
         full = (ns._writable_prefix("delete") + v.key_bytes(key, "DELETE"),)
         admitted_at = ns._admit(full, "DELETE")

@@ -57,9 +57,10 @@ _GET_LARGE = lib.KV_GET_LARGE
 _GET_FAILED = lib.KV_GET_FAILED
 _NOW_SYSTEM = lib.KV_NOW_SYSTEM
 _MIN_READ_CACHE = lib.KV_MIN_READ_CACHE_BYTES
-# One-call put, get and list page for the layer above (csrc/py_hotpath.c): see
-# LogStore.hot_handle.
+# One-call put, delete, get and list page for the layer above
+# (csrc/py_hotpath.c): see LogStore.hot_handle.
 hot_put = hotpath.put
+hot_delete = hotpath.delete
 hot_get = hotpath.get
 hot_list = hotpath.list
 HOT_SLOW = hotpath.SLOW
@@ -356,18 +357,19 @@ class LogStore:
             raise_error(rc, "put", self.path)
 
     def hot_handle(self, prefix: bytes, max_key: int, max_value: int) -> Any:
-        """A handle for hot_put, hot_get and hot_list on keys under prefix.
+        """A handle for hot_put, hot_delete, hot_get and hot_list on keys under prefix.
 
-        hot_put and hot_get take only the plain case: a str key of 1..max_key
-        UTF-8 bytes other than "." and "..", a bytes or str value of at most
-        max_value bytes, no metadata or expiration.  For anything else they
-        answer HOT_SLOW, and the caller takes its general path.  hot_put
+        hot_put, hot_delete and hot_get take only the plain case: a str key of
+        1..max_key UTF-8 bytes other than "." and "..", a bytes or str value of
+        at most max_value bytes, no metadata or expiration.  For anything else
+        they answer HOT_SLOW, and the caller takes its general path.  hot_put
         answers None when the value was written, or the core's return code, for
-        put_failed; hot_get answers HOT_FAILED when the read failed, for
-        get_failed.  hot_list(handle, full_prefix, full_after, limit, cls)
-        answers (objects, more, has_meta), with each key's metadata as raw
-        bytes, or a return code for list_failed, or HOT_SLOW (a damaged record
-        or a key that is not UTF-8: list_names raises for it).
+        put_failed; hot_delete likewise, for delete_failed; hot_get answers
+        HOT_FAILED when the read failed, for get_failed.
+        hot_list(handle, full_prefix, full_after, limit, cls) answers (objects,
+        more, has_meta), with each key's metadata as raw bytes, or a return
+        code for list_failed, or HOT_SLOW (a damaged record or a key that is
+        not UTF-8: list_names raises for it).
         """
         clock = None if self.clock is time.time else self.clock
         address = int(ffi.cast("uintptr_t", self._db))
@@ -380,6 +382,10 @@ class LogStore:
     def put_failed(self, rc: int) -> NoReturn:
         """Raises the error of a put that the core refused with rc."""
         raise_error(rc, "put", self.path)
+
+    def delete_failed(self, rc: int) -> NoReturn:
+        """Raises the error of a delete that the core refused with rc."""
+        raise_error(rc, "delete", self.path)
 
     def list_failed(self, rc: int) -> NoReturn:
         """Raises the error of a listing that the core refused with rc."""

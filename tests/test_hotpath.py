@@ -77,17 +77,19 @@ values = st.one_of(
 types = st.sampled_from(["text", "bytes", "arrayBuffer", "json", "stream", "TEXT", 3, None])
 
 
-@given(ops=st.lists(st.tuples(keys, values, types), min_size=1, max_size=12))
+@given(ops=st.lists(st.tuples(keys, values, types, st.booleans()), min_size=1, max_size=12))
 def test_every_call_answers_as_the_general_path_does(
-    tmp_path_factory: pytest.TempPathFactory, ops: list[tuple[Any, Any, Any]]
+    tmp_path_factory: pytest.TempPathFactory, ops: list[tuple[Any, Any, Any, bool]]
 ) -> None:
     clock = FakeClock()
     base = tmp_path_factory.mktemp("hot")
     with engine.open(base / "a", clock=clock) as a, engine.open(base / "b", clock=clock) as b:
         hot, gen = a.namespace(), general(b.namespace())
-        for key, value, kind in ops:
+        for key, value, kind, delete in ops:
             assert outcome(hot.put, key, value) == outcome(gen.put, key, value)
             assert outcome(hot.get, key, kind) == outcome(gen.get, key, kind)
+            if delete:
+                assert outcome(hot.delete, key) == outcome(gen.delete, key)
             assert outcome(hot.get, key) == outcome(gen.get, key)
         assert [k.name for k in hot.list().keys] == [k.name for k in gen.list().keys]
 
@@ -247,6 +249,12 @@ def test_core_errors_are_raised_not_retried(tmp_path: Path) -> None:
         assert info.value.errno == errno.ENOSPC
         lib.kv_io_fault_set(0, 0, 0, 0)
         assert ns.get("lost") is None
+        lib.kv_io_fault_set(lib.KV_IO_OP_WRITE, 1, errno.EIO, 0)
+        with pytest.raises(EngineIOError) as info:
+            ns.delete("before")
+        assert info.value.errno == errno.EIO
+        lib.kv_io_fault_set(0, 0, 0, 0)
+        assert ns.get("before") == "b"
         ns.put("after", b"a")
         assert ns.get("after") == "a"
     finally:
@@ -254,6 +262,8 @@ def test_core_errors_are_raised_not_retried(tmp_path: Path) -> None:
         db.close()
     with pytest.raises(StoreClosedError):
         ns.put("k", b"v")
+    with pytest.raises(StoreClosedError):
+        ns.delete("before")
     with pytest.raises(StoreClosedError):
         ns.get("before")
     with pytest.raises(StoreClosedError):
@@ -269,6 +279,9 @@ def test_a_read_only_store_reads_hot_and_refuses_writes(tmp_path: Path) -> None:
         assert ns.get("k", "bytes") == b"v"
         with pytest.raises(engine.ReadOnlyError):
             ns.put("k", b"w")
+        with pytest.raises(engine.ReadOnlyError):
+            ns.delete("k")
+        assert ns.get("k", "bytes") == b"v"
 
 
 def test_the_rate_limit_keeps_puts_on_the_general_path(tmp_path: Path) -> None:
@@ -278,6 +291,9 @@ def test_the_rate_limit_keeps_puts_on_the_general_path(tmp_path: Path) -> None:
         ns.put("k", b"v")
         with pytest.raises(engine.KVError) as info:
             ns.put("k", b"w")
+        assert info.value.status == 429
+        with pytest.raises(engine.KVError) as info:
+            ns.delete("k")
         assert info.value.status == 429
         assert ns.get("k") == "v"
 
@@ -300,6 +316,7 @@ def test_no_reference_is_leaked(kv: Namespace) -> None:
     before = [sys.getrefcount(o) for o in watched]
     for _ in range(1000):
         kv.put(key, value)
+        kv.delete(key)
         kv.put(key, text)
         kv.get(key, kind)
         kv.get("missing", kind)
@@ -416,6 +433,11 @@ def test_misuse_of_the_module_raises(kv: Namespace) -> None:
     hot = kv._hot_get
     with pytest.raises(TypeError, match="takes 3 arguments"):
         hotpath.put(hot, "k")
+    with pytest.raises(TypeError, match="takes 2 arguments"):
+        hotpath.delete(hot)
+    with pytest.raises(TypeError, match="must be a Handle"):
+        hotpath.delete(object(), "k")
+    assert hotpath.delete(hot, b"k") is hotpath.SLOW
     with pytest.raises(TypeError, match="must be a Handle"):
         hotpath.get(object(), "k", "text")
     with pytest.raises(TypeError, match="takes 5 arguments"):
