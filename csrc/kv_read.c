@@ -370,13 +370,13 @@ typedef struct tl_read {
     kv_buf buf;
     kv_value out;
     /* Between kv_get_tl_begin's KV_GET_PENDING and kv_get_tl_finish: the
-     * located record, its pinned segment, and the doorkeeper's answer. */
+     * located record, its pinned segment, the doorkeeper's answer, and the
+     * store and clock reading to look the key up again with (see tl_begin). */
     int pending;
     int seen;
     int checked;  /* loc was found with the key compared (see locate) */
     kv_db *db;
     uint64_t now;
-    kv_cache *cache;
     kv_segfile *sf;
     kv_loc loc;
 } tl_read;
@@ -431,17 +431,16 @@ static int64_t tl_answer(const tl_read *t, const kv_loc *loc, int rc)
     return loc->rec_len <= KV_GET_TL_MAX ? (int64_t)t->out.vlen : KV_GET_LARGE;
 }
 
-/* The file read of a located record that the cache did not hold.  A record
- * longer than KV_GET_TL_MAX is not copied into this thread's buffer, which
- * would then stay that large: only its head is read, for the caller to size
- * the value and read it with kv_get_into. */
-static int tl_from_file(tl_read *t, kv_cache *cache, const kv_segfile *sf, const kv_loc *loc,
-                        const char *key, uint32_t klen)
+/* The file read of the pending record, which the cache did not hold.  A
+ * record longer than KV_GET_TL_MAX is not copied into this thread's buffer,
+ * which would then stay that large: only its head is read, for the caller to
+ * size the value and read it with kv_get_into. */
+static int tl_from_file(tl_read *t, const char *key, uint32_t klen)
 {
     kv_rec r;
-    if (loc->rec_len <= KV_GET_TL_MAX)
-        return read_file(cache, sf, loc, key, klen, t->seen, &t->buf, &t->out);
-    int rc = read_head(sf, loc, key, klen, &t->buf, &r);
+    if (t->loc.rec_len <= KV_GET_TL_MAX)
+        return read_file(t->db->cache, t->sf, &t->loc, key, klen, t->seen, &t->buf, &t->out);
+    int rc = read_head(t->sf, &t->loc, key, klen, &t->buf, &r);
     if (!rc)
         fill_value(&t->out, &r, 0);
     return rc;
@@ -495,7 +494,6 @@ static int64_t tl_begin(kv_db *db, const char *key, uint32_t klen, uint64_t now,
         t->checked = checked;
         t->db = db;
         t->now = now;
-        t->cache = db->cache;
         return KV_GET_PENDING;
     }
     tl_failure f = {t->sf->id, t->loc.rec_off}; /* before the unpin: sf may go */
@@ -505,10 +503,17 @@ static int64_t tl_begin(kv_db *db, const char *key, uint32_t klen, uint64_t now,
     return tl_answer(t, &t->loc, rc);
 }
 
+/* tl_begin waiting for the index lock, then its file read if one is pending. */
+static int64_t tl_whole(kv_db *db, const char *key, uint32_t klen, uint64_t now,
+                        const tl_failure *failed)
+{
+    int64_t n = tl_begin(db, key, klen, now, 1, failed);
+    return n == KV_GET_PENDING ? kv_get_tl_finish(key, klen) : n;
+}
+
 int64_t kv_get_tl(kv_db *db, const char *key, uint32_t klen, uint64_t now)
 {
-    int64_t n = tl_begin(db, key, klen, now, 1, NULL);
-    return n == KV_GET_PENDING ? kv_get_tl_finish(key, klen) : n;
+    return tl_whole(db, key, klen, now, NULL);
 }
 
 int64_t kv_get_tl_begin(kv_db *db, const char *key, uint32_t klen, uint64_t now)
@@ -522,13 +527,11 @@ int64_t kv_get_tl_finish(const char *key, uint32_t klen)
     if (!t || !t->pending)
         return tl_failed(KV_EINVAL);
     t->pending = 0;
-    int rc = tl_from_file(t, t->cache, t->sf, &t->loc, key, klen);
+    int rc = tl_from_file(t, key, klen);
     tl_failure f = {t->sf->id, t->loc.rec_off}; /* before the unpin: sf may go */
     kv_db_unpin(t->sf);
-    if (rc == KV_ECORRUPT && !t->checked) {
-        int64_t n = tl_begin(t->db, key, klen, t->now, 1, &f);
-        return n == KV_GET_PENDING ? kv_get_tl_finish(key, klen) : n;
-    }
+    if (rc == KV_ECORRUPT && !t->checked)
+        return tl_whole(t->db, key, klen, t->now, &f);
     return tl_answer(t, &t->loc, rc);
 }
 
